@@ -1,0 +1,45 @@
+# musicseq: every target does its own set-up (virtualenv, Python packages, and
+# abc2midi + fluidsynth from Debian when apt-get is available and we are root).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+MUSICSEQ := $(VENV)/bin/musicseq
+STAMP := $(VENV)/.installed-stamp
+
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: setup system-deps demo test lint train clean
+
+setup: $(STAMP) system-deps
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# abc2midi (Debian: abcmidi) and fluidsynth are optional: without them musicseq
+# falls back to music21 / pretty_midi and says so.
+system-deps:
+	@if command -v abc2midi >/dev/null 2>&1 && command -v fluidsynth >/dev/null 2>&1; then \
+		true; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends abcmidi fluidsynth >/dev/null) \
+		|| echo "notice: could not install abcmidi/fluidsynth; musicseq will use music21/pretty_midi fallbacks"; \
+	else \
+		echo "notice: abc2midi/fluidsynth not found and apt-get unavailable (or not root); musicseq will use music21/pretty_midi fallbacks"; \
+	fi
+
+demo: setup
+	$(MUSICSEQ) data
+	$(MUSICSEQ) train --model lstm --out out/demo/model --minutes 2 --units 256 --seq-len 128 --batch-size 32 --seed 1
+	$(MUSICSEQ) generate out/demo/model --num 4 --seed 7 --temperature 0.8 --render --out out/demo
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check musicseq tests scripts
+
+clean:
+	rm -rf out .pytest_cache

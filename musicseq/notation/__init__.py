@@ -1,0 +1,41 @@
+"""Pure-Python ABC notation: tunebooks, header fields, normalisation and typed errors."""
+
+from musicseq.notation.tunebook import (
+    ABCError,
+    EmptyBodyError,
+    EncodingError,
+    FieldError,
+    FragmentError,
+    Meter,
+    MissingKeyError,
+    ParseResult,
+    Tune,
+    decode_bytes,
+    default_unit_length,
+    parse_length,
+    parse_meter,
+    parse_tune,
+    parse_tunebook,
+    split_tunebook,
+    strip_comment,
+)
+
+__all__ = [
+    "ABCError",
+    "EmptyBodyError",
+    "EncodingError",
+    "FieldError",
+    "FragmentError",
+    "Meter",
+    "MissingKeyError",
+    "ParseResult",
+    "Tune",
+    "decode_bytes",
+    "default_unit_length",
+    "parse_length",
+    "parse_meter",
+    "parse_tune",
+    "parse_tunebook",
+    "split_tunebook",
+    "strip_comment",
+]

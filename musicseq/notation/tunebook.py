@@ -1,0 +1,322 @@
+"""Tunebooks: split ABC text into tunes, read header fields, normalise for training.
+
+Pure Python (never imports TensorFlow). Bad tunes are collected as typed errors, never
+raised out of :func:`parse_tunebook`, so one broken tune never costs the others.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+# Fields kept in the training text; everything else in the header is metadata.
+MUSICAL_FIELDS = frozenset("XTRMLQKPV")
+# Fields that may stand on their own line inside a body and still matter musically.
+BODY_FIELDS = frozenset("MLKQPV")
+
+_FIELD_RE = re.compile(r"^([A-Za-z+]):(.*)$")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_METER_RE = re.compile(r"^\(?(\d+(?:\+\d+)*)\)?/(\d+)$")
+_LENGTH_RE = re.compile(r"^(\d+)/(\d+)$")
+
+
+class ABCError(Exception):
+    """A tune (or piece of a tunebook) that cannot be used, with where it was found."""
+
+    reason = "malformed tune"
+
+    def __init__(self, source: str, line: int, detail: str = ""):
+        self.source = source
+        self.line = line
+        self.detail = detail
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        extra = f": {self.detail}" if self.detail else ""
+        return f"{self.source}:{self.line}: {self.reason}{extra}"
+
+
+class MissingKeyError(ABCError):
+    reason = "no K: field"
+
+
+class EmptyBodyError(ABCError):
+    reason = "no music after K:"
+
+
+class EncodingError(ABCError):
+    reason = "non-ASCII or binary bytes"
+
+
+class FieldError(ABCError):
+    reason = "unparsable header field"
+
+
+class FragmentError(ABCError):
+    reason = "music outside any tune (no X: before it)"
+
+
+@dataclass(frozen=True)
+class Meter:
+    """A time signature; ``free`` for ``M:none``. ``bar`` is the bar length in whole notes."""
+
+    text: str
+    numerator: int = 4
+    denominator: int = 4
+    free: bool = False
+
+    @property
+    def bar(self) -> Fraction | None:
+        return None if self.free else Fraction(self.numerator, self.denominator)
+
+
+@dataclass(frozen=True)
+class Tune:
+    """One tune: its ordered header fields, its body lines and where it came from."""
+
+    headers: tuple[tuple[str, str], ...]
+    body: tuple[str, ...]
+    source: str = "<string>"
+    line: int = 1
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of header field ``name`` (e.g. ``"T"``), or ``default``."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return default
+
+    @property
+    def title(self) -> str:
+        return self.get("T", "") or ""
+
+    @property
+    def meter(self) -> Meter:
+        return parse_meter(self.get("M", "none") or "none")
+
+    @property
+    def unit_length(self) -> Fraction:
+        text = self.get("L")
+        return parse_length(text) if text else default_unit_length(self.meter)
+
+    @property
+    def key(self) -> str:
+        return self.get("K", "") or ""
+
+    def text(self) -> str:
+        """The tune as ABC text, one field or body line per line, ending in a newline."""
+        lines = [f"{k}:{v}" for k, v in self.headers] + list(self.body)
+        return "\n".join(lines) + "\n"
+
+    def content_text(self) -> str:
+        """The tune without its X: line: the identity used for de-duplication and splits."""
+        lines = [f"{k}:{v}" for k, v in self.headers if k != "X"] + list(self.body)
+        return "\n".join(lines) + "\n"
+
+
+def parse_meter(text: str) -> Meter:
+    """Parse an ``M:`` value: ``6/8``, ``C``, ``C|``, ``(2+3)/8``, ``none``.
+
+    Raises ``ValueError`` for anything else.
+    """
+    value = text.strip()
+    if value in ("", "none", "None", "NONE"):
+        return Meter(value or "none", free=True)
+    if value == "C":
+        return Meter(value, 4, 4)
+    if value == "C|":
+        return Meter(value, 2, 2)
+    match = _METER_RE.match(value.replace(" ", ""))
+    if not match:
+        raise ValueError(f"bad meter {text!r}")
+    numerator = sum(int(part) for part in match.group(1).split("+"))
+    denominator = int(match.group(2))
+    if numerator <= 0 or denominator <= 0 or numerator > 64 or denominator > 64:
+        raise ValueError(f"bad meter {text!r}")
+    return Meter(value, numerator, denominator)
+
+
+def parse_length(text: str) -> Fraction:
+    """Parse an ``L:`` value such as ``1/8``; raises ``ValueError`` otherwise."""
+    match = _LENGTH_RE.match(text.strip())
+    if not match or int(match.group(1)) == 0 or int(match.group(2)) == 0:
+        raise ValueError(f"bad unit note length {text!r}")
+    return Fraction(int(match.group(1)), int(match.group(2)))
+
+
+def default_unit_length(meter: Meter) -> Fraction:
+    """ABC's default ``L:``: 1/16 when the meter is below 3/4, else 1/8 (1/8 when free)."""
+    if meter.free or Fraction(meter.numerator, meter.denominator) >= Fraction(3, 4):
+        return Fraction(1, 8)
+    return Fraction(1, 16)
+
+
+def strip_comment(line: str) -> str:
+    """Drop a ``%`` comment (an escaped ``\\%`` is kept) and trailing spaces."""
+    if "%" in line:
+        out = []
+        escaped = False
+        for ch in line:
+            if ch == "%" and not escaped:
+                break
+            out.append(ch)
+            escaped = ch == "\\"
+        line = "".join(out)
+    return line.rstrip()
+
+
+def _ascii_text(value: str) -> str:
+    """Transliterate free text (titles) to ASCII: ``Ó`` → ``O``; drops what has no form."""
+    decomposed = unicodedata.normalize("NFKD", value)
+    return decomposed.encode("ascii", "ignore").decode("ascii")
+
+
+def split_tunebook(text: str) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """Split a tunebook on ``X:`` lines.
+
+    Returns ``(preamble, tunes)``: the text before the first ``X:`` and each tune's text,
+    each as ``(first_line_number, text)``. Blank lines inside a tune stay in it.
+    """
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    preamble_lines: list[str] = []
+    tunes: list[tuple[int, list[str]]] = []
+    for number, line in enumerate(lines, start=1):
+        if line.startswith("X:"):
+            tunes.append((number, [line]))
+        elif tunes:
+            tunes[-1][1].append(line)
+        else:
+            preamble_lines.append(line)
+    preamble = [(1, "\n".join(preamble_lines))] if any(s.strip() for s in preamble_lines) else []
+    return preamble, [(n, "\n".join(chunk)) for n, chunk in tunes]
+
+
+def _preamble_error(text: str, source: str) -> ABCError | None:
+    """Report music written before the first ``X:`` (file headers and free text are fine)."""
+    for number, raw in enumerate(text.split("\n"), start=1):
+        line = strip_comment(raw)
+        if not line or _FIELD_RE.match(line):
+            continue
+        # A line of mostly note letters and bar lines, outside a tune, is a lost fragment.
+        if "|" in line and sum(ch in "ABCDEFGabcdefg|:" for ch in line) >= len(line) // 2:
+            return FragmentError(source, number, line[:40])
+    return None
+
+
+def parse_tune(text: str, source: str = "<string>", line: int = 1) -> Tune:
+    """Parse and normalise one tune's text (starting at ``X:``).
+
+    Normalisation drops comments, ``%%`` directives, metadata fields (Z: N: B: S: H: D: F:
+    …), lyrics (w:/W:), blank lines and trailing spaces, and keeps X: T: R: M: L: Q: P: V: K:
+    and the body. Raises a subclass of :class:`ABCError` when the tune cannot be used.
+    """
+    if _CONTROL_RE.search(text):
+        offset = text[: _CONTROL_RE.search(text).start()].count("\n")
+        raise EncodingError(source, line + offset, "control characters")
+    headers: list[tuple[str, str]] = []
+    body: list[str] = []
+    in_header = True
+    for offset, raw in enumerate(text.split("\n")):
+        number = line + offset
+        if raw.startswith("%"):
+            continue
+        stripped = strip_comment(raw)
+        if not stripped.strip():
+            continue
+        field_match = _FIELD_RE.match(stripped)
+        if in_header:
+            if not field_match:
+                if not headers or any(k == "K" for k, _ in headers):
+                    in_header = False
+                else:
+                    raise MissingKeyError(source, line, "music before K:")
+            else:
+                name, value = field_match.group(1), field_match.group(2).strip()
+                if name not in MUSICAL_FIELDS:
+                    continue
+                if name == "T":
+                    value = _ascii_text(value)
+                if not value.isascii():
+                    raise EncodingError(source, number, f"in {name}: field")
+                _check_field(name, value, source, number)
+                headers.append((name, value))
+                if name == "K":
+                    in_header = False
+                continue
+        # Body: keep music and musical field lines; drop lyrics and other metadata.
+        if field_match:
+            name = field_match.group(1)
+            if name not in BODY_FIELDS:
+                continue
+            _check_field(name, field_match.group(2).strip(), source, number)
+        if not stripped.isascii():
+            raise EncodingError(source, number, "non-ASCII character in the music")
+        body.append(stripped)
+    if not any(k == "K" for k, _ in headers):
+        raise MissingKeyError(source, line)
+    if not any(not _FIELD_RE.match(b) for b in body):
+        raise EmptyBodyError(source, line)
+    return Tune(headers=tuple(headers), body=tuple(body), source=source, line=line)
+
+
+def _check_field(name: str, value: str, source: str, number: int) -> None:
+    try:
+        if name == "M":
+            parse_meter(value)
+        elif name == "L":
+            parse_length(value)
+    except ValueError as exc:
+        raise FieldError(source, number, f"{name}:{value}") from exc
+    if name == "K" and not value:
+        raise FieldError(source, number, "empty K:")
+
+
+@dataclass
+class ParseResult:
+    """Tunes and errors found in one or more tunebooks."""
+
+    tunes: list[Tune] = field(default_factory=list)
+    errors: list[ABCError] = field(default_factory=list)
+
+    def extend(self, other: ParseResult) -> None:
+        self.tunes.extend(other.tunes)
+        self.errors.extend(other.errors)
+
+    def summary(self) -> str:
+        return f"{len(self.tunes)} tunes, {len(self.errors)} errors"
+
+
+def parse_tunebook(text: str, source: str = "<string>") -> ParseResult:
+    """Split ``text`` on ``X:`` and parse every tune, collecting errors instead of raising."""
+    result = ParseResult()
+    preamble, chunks = split_tunebook(text)
+    for _, pre in preamble:
+        error = _preamble_error(pre, source)
+        if error:
+            result.errors.append(error)
+    for number, chunk in chunks:
+        try:
+            result.tunes.append(parse_tune(chunk, source, number))
+        except ABCError as error:
+            result.errors.append(error)
+    return result
+
+
+def decode_bytes(data: bytes) -> str:
+    """Decode a tunebook file's bytes.
+
+    UTF-8 (with or without BOM) and UTF-16 (with BOM) are decoded as such; anything else is
+    read as Latin-1, so the tunes in it can still be parsed and non-ASCII ones reported.
+    """
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            pass
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
