@@ -20,6 +20,8 @@ _FIELD_RE = re.compile(r"^([A-Za-z+]):(.*)$")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _METER_RE = re.compile(r"^\(?(\d+(?:\+\d+)*)\)?/(\d+)$")
 _LENGTH_RE = re.compile(r"^(\d+)/(\d+)$")
+# "| M:4/4 egdB" - a bare meter/length change in the middle of a music line.
+_MIDLINE_FIELD_RE = re.compile(r"(\|\s*)([ML]):(\d+/\d+)")
 
 
 class ABCError(Exception):
@@ -219,9 +221,12 @@ def parse_tune(text: str, source: str = "<string>", line: int = 1) -> Tune:
     headers: list[tuple[str, str]] = []
     body: list[str] = []
     in_header = True
+    skip_continuation = False
     for offset, raw in enumerate(text.split("\n")):
         number = line + offset
-        if raw.startswith("%"):
+        if skip_continuation or raw.startswith("%"):
+            # A directive ending in a backslash continues on the next line.
+            skip_continuation = raw.rstrip().endswith("\\")
             continue
         stripped = strip_comment(raw)
         if not stripped.strip():
@@ -237,7 +242,7 @@ def parse_tune(text: str, source: str = "<string>", line: int = 1) -> Tune:
                 name, value = field_match.group(1), field_match.group(2).strip()
                 if name not in MUSICAL_FIELDS:
                     continue
-                if name == "T":
+                if name in ("T", "R"):
                     value = _ascii_text(value)
                 if not value.isascii():
                     raise EncodingError(source, number, f"in {name}: field")
@@ -248,10 +253,17 @@ def parse_tune(text: str, source: str = "<string>", line: int = 1) -> Tune:
                 continue
         # Body: keep music and musical field lines; drop lyrics and other metadata.
         if field_match:
-            name = field_match.group(1)
+            name, value = field_match.group(1), field_match.group(2).strip()
             if name not in BODY_FIELDS:
                 continue
-            _check_field(name, field_match.group(2).strip(), source, number)
+            head, _, rest = value.partition(" ")
+            if name in "ML" and rest.strip():
+                # "M:9/8 EDC DA,B,|" (music after a field on its line): make it inline.
+                _check_field(name, head, source, number)
+                stripped = f"[{name}:{head}] {rest.strip()}"
+            else:
+                _check_field(name, value, source, number)
+        stripped = _MIDLINE_FIELD_RE.sub(r"\1[\2:\3]", stripped)
         if not stripped.isascii():
             raise EncodingError(source, number, "non-ASCII character in the music")
         body.append(stripped)
@@ -320,3 +332,18 @@ def decode_bytes(data: bytes) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         return data.decode("latin-1")
+
+
+_BAR_RE = re.compile(r"(?:\[\d|:*\|+\]?:*\d*|:{2,})")
+
+
+def count_bars(tune: Tune) -> int:
+    """Bar lines in the body (``|``, ``||``, ``|:``, ``:|``, ``::``, ``|]`` each count once)."""
+    count = 0
+    for line in tune.body:
+        if _FIELD_RE.match(line):
+            continue
+        # Chord symbols and annotations may contain '|'; drop them before counting.
+        music = re.sub(r'"[^"]*"', "", line)
+        count += sum(1 for m in _BAR_RE.finditer(music) if "|" in m.group() or "::" in m.group())
+    return count

@@ -1,0 +1,3 @@
+from musicseq.cli import main
+
+raise SystemExit(main())

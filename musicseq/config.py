@@ -1,0 +1,110 @@
+"""Typed configuration: the one home of musicseq's defaults.
+
+Library code takes these dataclasses as arguments; only the CLI (or a user's script)
+overrides them. Every config round-trips through JSON with :func:`to_dict` / ``from_dict``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+FORMAT_VERSION = 1  # bump when a model directory's layout changes incompatibly
+
+MODEL_KINDS = ("lstm", "gru", "simple_rnn")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network: a character embedding, a recurrent stack and a logits layer."""
+
+    kind: str = "lstm"  # lstm | gru | simple_rnn
+    vocab_size: int = 0  # set from the vocabulary when training starts
+    embedding_dim: int = 64  # size of each character's embedding vector
+    units: int = 512  # size of the recurrent state
+    num_layers: int = 1  # stacked recurrent layers
+    dropout: float = 0.0  # dropout on each recurrent layer's output
+
+    def validate(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise ValueError(f"model kind must be one of {', '.join(MODEL_KINDS)}, got {self.kind!r}")
+        for name in ("vocab_size", "embedding_dim", "units", "num_layers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0 or value > 1_000_000:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: data windows, optimiser and the stopping rule."""
+
+    seq_len: int = 100  # characters per training window
+    batch_size: int = 32  # windows per step
+    learning_rate: float = 2e-3  # Adam step size
+    clipnorm: float | None = 1.0  # gradient clipping by global norm; None turns it off
+    steps: int | None = None  # total optimiser steps (overrides epochs)
+    epochs: int = 1  # passes over the training windows
+    minutes: float | None = None  # wall-clock budget; training stops when it is spent
+    steps_per_epoch: int | None = None  # validation/checkpoint cadence; default: one pass
+    seed: int = 0  # weights, data order and dropout
+
+    def validate(self) -> None:
+        for name in ("seq_len", "batch_size", "epochs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.steps is not None and self.steps <= 0:
+            raise ValueError(f"steps must be positive, got {self.steps}")
+        if self.minutes is not None and self.minutes <= 0:
+            raise ValueError(f"minutes must be positive, got {self.minutes}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning rate must be positive, got {self.learning_rate}")
+        if self.clipnorm is not None and not self.clipnorm > 0:
+            raise ValueError(f"clipnorm must be positive, got {self.clipnorm}")
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """How to generate."""
+
+    num: int = 4  # tunes generated together, as one batch
+    max_len: int = 1200  # hard cap on generated characters per tune
+    temperature: float = 1.0  # logits are divided by this
+    seed: int = 0  # same seed, same tunes
+    prime: str = "X:1\n"  # ABC text every tune starts with
+
+    def validate(self) -> None:
+        if not 1 <= self.num <= 4096:
+            raise ValueError(f"num must be in 1..4096, got {self.num}")
+        if not 1 <= self.max_len <= 100_000:
+            raise ValueError(f"max-len must be in 1..100000, got {self.max_len}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not self.prime:
+            raise ValueError("prime must not be empty")
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls, data: dict):
+    """Build ``cls`` from a dict, refusing unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__} must be a JSON object")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {', '.join(sorted(unknown))}")
+    for name, value in data.items():
+        default = fields[name].default
+        if value is None or default is None:
+            continue
+        expected = type(default)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            continue
+        if not isinstance(value, expected) or isinstance(value, bool) != isinstance(default, bool):
+            raise ValueError(f"{cls.__name__}.{name} must be {expected.__name__}, got {value!r}")
+    return cls(**data)

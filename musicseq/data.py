@@ -1,0 +1,80 @@
+"""tf.data pipelines of ``(x, y)`` next-character pairs.
+
+Tunes are joined into one id stream, each tune preceded by the end-of-tune token
+(``EOT t1 EOT t2 EOT …``), so a window that crosses from one tune into the next always has
+``EOT`` between them and the model learns where tunes start and stop. Target ``y`` is the
+next character: ``x[:, 1:] == y[:, :-1]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from musicseq.errors import UserError
+from musicseq.vocab import EOT, Vocab
+
+
+def encode_stream(texts: list[str], vocab: Vocab) -> np.ndarray:
+    """``EOT t1 EOT t2 … EOT`` as int32 ids."""
+    parts: list[int] = []
+    for text in texts:
+        parts.append(EOT)
+        parts.extend(vocab.encode(text))
+    parts.append(EOT)
+    return np.asarray(parts, dtype=np.int32)
+
+
+def window_count(stream_len: int, seq_len: int) -> tuple[int, int]:
+    """(distinct start offsets, windows per offset) for windows of ``seq_len + 1`` ids."""
+    if stream_len < seq_len + 1:
+        raise UserError(
+            f"the data has {stream_len} characters, fewer than one window of {seq_len + 1}; "
+            "use more tunes or a smaller --seq-len"
+        )
+    offsets = min(seq_len, stream_len - seq_len)
+    return offsets, (stream_len - seq_len - offsets) // seq_len + 1
+
+
+def training_dataset(stream: np.ndarray, seq_len: int, batch_size: int, seed: int):
+    """Endless shuffled batches of ``(x, y)``, shape ``(batch, seq_len)`` each.
+
+    Each pass over the stream starts at a random offset in ``[0, seq_len)`` so that window
+    boundaries move from pass to pass; windows are shuffled within and across passes.
+    """
+    import tensorflow as tf
+
+    offsets, per_offset = window_count(len(stream), seq_len)
+    ids = tf.constant(stream, dtype=tf.int32)
+    span = tf.range(seq_len + 1, dtype=tf.int32)
+
+    def starts_for(offset):
+        k = tf.data.Dataset.range(per_offset)
+        return k.map(lambda i: tf.cast(offset, tf.int32) + tf.cast(i, tf.int32) * seq_len)
+
+    ds = tf.data.Dataset.random(seed=seed).map(lambda r: r % offsets).flat_map(starts_for)
+    ds = ds.shuffle(min(per_offset, 20_000), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=True)
+    ds = ds.map(lambda s: _split_windows(tf.gather(ids, s[:, None] + span)), num_parallel_calls=2)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(stream: np.ndarray, seq_len: int, batch_size: int):
+    """Consecutive non-overlapping windows from offset 0, in order, each once."""
+    import tensorflow as tf
+
+    _, count = window_count(len(stream), seq_len)
+    starts = np.arange(count, dtype=np.int32) * seq_len
+    windows = stream[starts[:, None] + np.arange(seq_len + 1)]
+    ds = tf.data.Dataset.from_tensor_slices(windows).batch(batch_size)
+    return ds.map(_split_windows).prefetch(tf.data.AUTOTUNE)
+
+
+def _split_windows(windows):
+    # (batch, seq_len + 1) -> x = all but last, y = all but first: the shift by one.
+    return windows[:, :-1], windows[:, 1:]
+
+
+def steps_per_pass(stream_len: int, seq_len: int, batch_size: int) -> int:
+    """Batches in one pass over the stream (at least one)."""
+    _, per_offset = window_count(stream_len, seq_len)
+    return max(1, per_offset // batch_size)

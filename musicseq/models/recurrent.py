@@ -1,0 +1,53 @@
+"""Character models with a recurrent stack: Embedding → (LSTM | GRU | SimpleRNN) × n → Dense.
+
+The model maps ids ``(batch, time)`` to next-character logits ``(batch, time, vocab)``.
+:func:`recurrent_step` exposes the same weights one character at a time, with explicit
+state, for the compiled sampling loop.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from musicseq.config import ModelConfig
+
+_LAYERS = {"lstm": "LSTM", "gru": "GRU", "simple_rnn": "SimpleRNN"}
+
+
+def build_recurrent(config: ModelConfig) -> keras.Model:
+    layer_cls = getattr(keras.layers, _LAYERS[config.kind])
+    ids = keras.Input(shape=(None,), dtype="int32", name="ids")
+    x = keras.layers.Embedding(config.vocab_size, config.embedding_dim, name="embedding")(ids)
+    for i in range(config.num_layers):
+        x = layer_cls(config.units, return_sequences=True, name=f"rnn_{i}")(x)  # (batch, time, units)
+        if config.dropout:
+            x = keras.layers.Dropout(config.dropout, name=f"dropout_{i}")(x)
+    logits = keras.layers.Dense(config.vocab_size, dtype="float32", name="logits")(x)
+    return keras.Model(ids, logits, name=f"musicseq_{config.kind}")
+
+
+def recurrent_step(model: keras.Model, config: ModelConfig):
+    """``(initial_state(batch), step(tokens, states) -> (logits, states))`` for sampling.
+
+    ``tokens`` is ``(batch,)`` int32; ``states`` a list (one entry per layer) of state lists.
+    """
+    import tensorflow as tf
+
+    embedding = model.get_layer("embedding")
+    cells = [model.get_layer(f"rnn_{i}").cell for i in range(config.num_layers)]
+    dense = model.get_layer("logits")
+    per_layer = 2 if config.kind == "lstm" else 1  # LSTM carries (h, c)
+
+    def initial_state(batch):
+        zeros = tf.zeros(tf.stack([batch, config.units]), dtype=tf.float32)
+        return [[zeros] * per_layer for _ in cells]
+
+    def step(tokens, states):
+        x = embedding(tokens)  # (batch, embedding_dim)
+        new_states = []
+        for cell, state in zip(cells, states):
+            x, state = cell(x, list(state), training=False)  # (batch, units)
+            new_states.append(list(state))
+        return dense(x), new_states  # (batch, vocab)
+
+    return initial_state, step

@@ -1,0 +1,207 @@
+"""Rendering: ABC → MIDI (abc2midi, else music21) and MIDI → WAV (fluidsynth, else pretty_midi).
+
+External programs run from an argument list (no shell), with a timeout; a failure raises
+:class:`RenderError` carrying the program's stderr. Every output is written atomically.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from musicseq import fileio
+
+SAMPLE_RATE = 44100
+PEAK = 0.89  # normalise WAVs to about -1 dBFS
+TAIL_SECONDS = 1.0  # keep at most this much release after the last MIDI event
+MAX_STDERR = 2000
+
+
+class RenderError(Exception):
+    """A tune could not be rendered; the message says which program failed and why."""
+
+
+@dataclass(frozen=True)
+class MidiInfo:
+    notes: int
+    seconds: float
+
+
+_warned: set[str] = set()
+
+
+def _notice(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        print(f"notice: {message}", file=sys.stderr)
+
+
+def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(args, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise RenderError(f"{Path(args[0]).name} timed out after {timeout:.0f} s") from exc
+    except OSError as exc:
+        raise RenderError(f"cannot run {args[0]}: {exc}") from exc
+
+
+def _tail(data: bytes) -> str:
+    text = data.decode("utf-8", "replace").strip()
+    return text[-MAX_STDERR:]
+
+
+def midi_info(path: str | Path) -> MidiInfo:
+    """Notes and duration of a MIDI file (mido); raises :class:`RenderError` if unreadable."""
+    import mido
+
+    try:
+        midi = mido.MidiFile(str(path))
+        notes = sum(
+            1 for track in midi.tracks for msg in track if msg.type == "note_on" and msg.velocity > 0
+        )
+        return MidiInfo(notes, float(midi.length))
+    except Exception as exc:  # mido raises OSError, EOFError, ValueError, KeyError…
+        raise RenderError(f"unreadable MIDI file {path}: {exc}") from exc
+
+
+def abc_to_midi(abc_path: str | Path, midi_path: str | Path, timeout: float = 30.0) -> str:
+    """Convert the first tune of ``abc_path`` to ``midi_path``; returns the backend used."""
+    exe = shutil.which("abc2midi")
+    if exe:
+        with fileio.atomic_path(midi_path) as tmp:
+            result = _run([exe, str(abc_path), "-o", str(tmp)], timeout)
+            # abc2midi exits 0 even when it wrote nothing: the file is the real verdict.
+            if not tmp.exists() or tmp.stat().st_size == 0:
+                raise RenderError(f"abc2midi wrote no MIDI for {abc_path}: {_tail(result.stdout + result.stderr)}")
+            info = midi_info(tmp)
+            if info.notes == 0:
+                raise RenderError(f"abc2midi wrote a MIDI file without notes for {abc_path}")
+        return "abc2midi"
+    _notice(
+        "abc2midi",
+        "abc2midi not found (Debian package abcmidi); using music21, which is slower "
+        "and expands ':|' repeats wrongly on some tunes",
+    )
+    _music21_to_midi(Path(abc_path).read_text(encoding="ascii", errors="replace"), midi_path)
+    return "music21"
+
+
+def _music21_to_midi(text: str, midi_path: str | Path) -> None:
+    from music21 import converter, midi
+
+    try:
+        score = converter.parseData(text, format="abc")
+        data = midi.translate.music21ObjectToMidiFile(score).writestr()
+    except Exception as exc:  # music21 raises a wide variety of errors on bad ABC
+        raise RenderError(f"music21 could not convert the tune: {exc}") from exc
+    with fileio.atomic_path(midi_path) as tmp:
+        tmp.write_bytes(data)
+        if midi_info(tmp).notes == 0:
+            raise RenderError("music21 produced a MIDI file without notes")
+
+
+def soundfont_path() -> Path:
+    """The General MIDI soundfont bundled in the pretty_midi wheel."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pretty_midi")
+    if spec is None or not spec.submodule_search_locations:
+        raise RenderError("pretty_midi is not installed; it provides the soundfont")
+    return Path(next(iter(spec.submodule_search_locations))) / "TimGM6mb.sf2"
+
+
+def midi_to_wav(midi_path: str | Path, wav_path: str | Path, timeout: float = 120.0) -> str:
+    """Render ``midi_path`` to a normalised 16-bit WAV; returns the backend used."""
+    info = midi_info(midi_path)
+    exe = shutil.which("fluidsynth")
+    if exe:
+        with tempfile.TemporaryDirectory(prefix="musicseq-") as tmp_dir:
+            raw = Path(tmp_dir) / "raw.wav"
+            args = [exe, "-ni", "-q", "-g", "1.0", "-r", str(SAMPLE_RATE), "-F", str(raw),
+                    str(soundfont_path()), str(midi_path)]  # fmt: skip
+            result = _run(args, timeout)
+            if not raw.exists() or raw.stat().st_size <= 44:
+                raise RenderError(f"fluidsynth wrote no audio: {_tail(result.stderr)}")
+            audio, rate = read_wav(raw)
+        backend = "fluidsynth"
+    else:
+        _notice("fluidsynth", "fluidsynth not found; using pretty_midi's sine-wave synthesis")
+        import pretty_midi
+
+        try:
+            audio = pretty_midi.PrettyMIDI(str(midi_path)).synthesize(fs=SAMPLE_RATE)
+        except Exception as exc:
+            raise RenderError(f"pretty_midi could not synthesise {midi_path}: {exc}") from exc
+        audio, rate = audio[:, None], SAMPLE_RATE
+        backend = "pretty_midi"
+    # Keep the music plus a short release; fluidsynth's reverb tail can run long.
+    audio = audio[: int((info.seconds + TAIL_SECONDS) * rate)]
+    write_wav(wav_path, normalise(audio), rate)
+    return backend
+
+
+def normalise(audio: np.ndarray) -> np.ndarray:
+    """Scale to a peak of ``PEAK`` (silence stays silent)."""
+    audio = np.asarray(audio, dtype=np.float32)
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    return audio * (PEAK / peak) if peak > 0 else audio
+
+
+def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
+    """Float samples ``(frames, channels)`` in [-1, 1] and the sample rate of a 16-bit WAV."""
+    with wave.open(str(path), "rb") as handle:
+        if handle.getsampwidth() != 2:
+            raise RenderError(f"{path}: expected 16-bit samples")
+        frames = handle.readframes(handle.getnframes())
+        data = np.frombuffer(frames, dtype="<i2").astype(np.float32) / 32768.0
+        return data.reshape(-1, handle.getnchannels()), handle.getframerate()
+
+
+def write_wav(path: str | Path, audio: np.ndarray, rate: int) -> None:
+    audio = audio if audio.ndim == 2 else audio[:, None]
+    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
+    with fileio.atomic_path(path) as tmp:
+        with wave.open(str(tmp), "wb") as handle:
+            handle.setnchannels(pcm.shape[1])
+            handle.setsampwidth(2)
+            handle.setframerate(rate)
+            handle.writeframes(pcm.tobytes())
+
+
+def wav_seconds(path: str | Path) -> float:
+    with wave.open(str(path), "rb") as handle:
+        return handle.getnframes() / handle.getframerate()
+
+
+@dataclass
+class Rendered:
+    abc: Path
+    midi: Path | None = None
+    wav: Path | None = None
+    seconds: float | None = None
+    error: str | None = None
+
+
+def render_file(abc_path: str | Path, out_dir: str | Path, wav: bool = True) -> Rendered:
+    """Render one ``.abc`` file to ``out_dir/<stem>.mid`` (and ``.wav``); errors are captured."""
+    abc_path, out = Path(abc_path), Path(out_dir)
+    result = Rendered(abc_path)
+    try:
+        midi_path = out / f"{abc_path.stem}.mid"
+        abc_to_midi(abc_path, midi_path)
+        result.midi = midi_path
+        result.seconds = midi_info(midi_path).seconds
+        if wav:
+            wav_path = out / f"{abc_path.stem}.wav"
+            midi_to_wav(midi_path, wav_path)
+            result.wav = wav_path
+    except (RenderError, OSError) as exc:
+        result.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return result

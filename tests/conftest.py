@@ -1,0 +1,43 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny LSTM trained for a few steps on the three fixture tunes (shared by tests)."""
+    from musicseq.config import ModelConfig, TrainConfig
+    from musicseq.train import train
+
+    out = tmp_path_factory.mktemp("tiny_model")
+    train(
+        DATA / "three.abc",
+        out,
+        ModelConfig(kind="lstm", units=32, embedding_dim=16, vocab_size=1),
+        TrainConfig(seq_len=32, batch_size=8, steps=30, seed=1),
+        log=lambda _msg: None,
+        verbose=0,
+    )
+    return out
+
+
+def run_cli(*args, cwd=None, timeout=300):
+    """Run ``python -m musicseq`` in a subprocess; returns the CompletedProcess."""
+    import subprocess
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(Path(__file__).parent.parent))
+    return subprocess.run(
+        [sys.executable, "-m", "musicseq", *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env,
+    )  # fmt: skip
