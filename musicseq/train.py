@@ -61,25 +61,36 @@ def _callbacks(train_config: TrainConfig, tokens_per_step: int, log: Callable[[s
             self.steps = 0
 
         def on_epoch_begin(self, epoch, logs=None):
+            self._flush()
             self.epoch_start, self.epoch_steps = time.monotonic(), 0
+
+        def on_train_end(self, logs=None):
+            self._flush()
+
+        def _flush(self):
+            # Printed after Keras' own end-of-epoch line, not in the middle of its progress bar.
+            if getattr(self, "pending", None):
+                log(self.pending)
+            self.pending = None
 
         def on_train_batch_end(self, batch, logs=None):
             self.steps += 1
             self.epoch_steps += 1
+            self.last_batch_end = time.monotonic()
             budget = train_config.minutes
             if budget is not None and time.monotonic() - self.start >= budget * 60:
                 self.model.stop_training = True
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs if logs is not None else {}
-            seconds = max(time.monotonic() - self.epoch_start, 1e-9)
+            seconds = max(self.last_batch_end - self.epoch_start, 1e-9)  # training time only
             logs["tokens_per_second"] = self.epoch_steps * tokens_per_step / seconds
             parts = [f"epoch {epoch + 1}: train {logs.get('loss', float('nan')):.4f} nats/char"]
             if "val_loss" in logs:
                 val = logs["val_loss"]
                 parts.append(f"validation {val:.4f} nats/char ({val / math.log(2):.4f} bits/char)")
             parts.append(f"{logs['tokens_per_second']:.0f} tokens/s")
-            log(", ".join(parts))
+            self.pending = ", ".join(parts)
 
     return [Report()]
 
@@ -142,6 +153,7 @@ def train(
         validation_data=val_ds,
         callbacks=_callbacks(train_config, batch * seq_len, log),
         verbose=verbose,
+        shuffle=False,  # the dataset shuffles itself
     )
     history = {k: [float(v) for v in values] for k, values in fit.history.items()}
     history["seconds"] = time.monotonic() - started

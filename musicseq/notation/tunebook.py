@@ -222,7 +222,8 @@ def parse_tune(text: str, source: str = "<string>", line: int = 1) -> Tune:
     body: list[str] = []
     in_header = True
     skip_continuation = False
-    for offset, raw in enumerate(text.split("\n")):
+    lines = text.split("\n")
+    for offset, raw in enumerate(lines):
         number = line + offset
         if skip_continuation or raw.startswith("%"):
             # A directive ending in a backslash continues on the next line.
@@ -236,6 +237,8 @@ def parse_tune(text: str, source: str = "<string>", line: int = 1) -> Tune:
             if not field_match:
                 if not headers or any(k == "K" for k, _ in headers):
                     in_header = False
+                elif any(later.startswith("K:") for later in lines[offset:]):
+                    raise FieldError(source, number, f"not a field line in the header: {stripped[:40]!r}")
                 else:
                     raise MissingKeyError(source, line, "music before K:")
             else:

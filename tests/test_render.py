@@ -1,0 +1,55 @@
+import shutil
+
+import pytest
+
+from musicseq import render
+
+
+@pytest.fixture
+def kesh(tmp_path, data_dir):
+    from musicseq.notation import parse_tunebook
+
+    tune = parse_tunebook((data_dir / "three.abc").read_text(), "three.abc").tunes[0]
+    path = tmp_path / "kesh.abc"
+    path.write_text(tune.text())
+    return path
+
+
+def _check(result):
+    assert result.error is None
+    info = render.midi_info(result.midi)
+    assert info.notes > 40 and 5 < info.seconds < 120
+    seconds = render.wav_seconds(result.wav)
+    assert abs(seconds - info.seconds) <= 0.1 * info.seconds
+    audio, rate = render.read_wav(result.wav)
+    assert rate == render.SAMPLE_RATE and 0.5 < abs(audio).max() <= 1.0
+
+
+def test_render_with_system_tools(kesh, tmp_path):
+    if not (shutil.which("abc2midi") and shutil.which("fluidsynth")):
+        pytest.skip("abc2midi/fluidsynth not installed (make setup installs them as root)")
+    result = render.render_file(kesh, tmp_path / "out")
+    _check(result)
+    # abc2midi plays both repeats: 2 parts x 2 x 8 bars of 6/8 at the default tempo
+    assert render.midi_info(result.midi).notes >= 4 * 8 * 4
+
+
+def test_render_fallbacks_without_system_tools(kesh, tmp_path, monkeypatch):
+    monkeypatch.setattr(render.shutil, "which", lambda _name: None)
+    result = render.render_file(kesh, tmp_path / "out")
+    _check(result)
+
+
+def test_abc2midi_that_writes_nothing_is_an_error(tmp_path):
+    if not shutil.which("abc2midi"):
+        pytest.skip("abc2midi not installed")
+    bad = tmp_path / "bad.abc"
+    bad.write_text("X:1\nT:nothing\n")
+    result = render.render_file(bad, tmp_path / "out")
+    assert result.error and "abc2midi" in result.error
+    assert not list((tmp_path / "out").glob("*.mid"))
+
+
+def test_hanging_program_is_killed(monkeypatch):
+    with pytest.raises(render.RenderError, match="timed out"):
+        render._run(["sleep", "5"], timeout=0.2)

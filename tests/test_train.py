@@ -1,0 +1,61 @@
+import json
+
+import numpy as np
+import pytest
+
+from musicseq.config import ModelConfig, TrainConfig
+from musicseq.errors import UserError
+from musicseq.train import load_model_dir, train
+
+
+def test_tiny_training_lowers_the_loss(tmp_path, data_dir):
+    history = train(
+        data_dir / "three.abc",
+        tmp_path / "m",
+        ModelConfig(kind="lstm", units=32, embedding_dim=16, vocab_size=1),
+        TrainConfig(seq_len=32, batch_size=8, steps=40, steps_per_epoch=10, seed=0, learning_rate=1e-2),
+        log=lambda _m: None,
+        verbose=0,
+    )
+    assert history["loss"][-1] < history["loss"][0] - 0.3
+    assert history["steps"] == 40
+
+
+def test_model_directory_contents(tiny_model_dir):
+    names = {p.name for p in tiny_model_dir.iterdir()}
+    assert {"model.keras", "config.json", "vocab.json", "history.json", "loss.png"} <= names
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    assert config["model"]["kind"] == "lstm" and config["train"]["clipnorm"] == 1.0
+    assert not [n for n in names if ".tmp" in n]
+
+
+def test_save_load_gives_identical_logits(tiny_model_dir):
+    import keras
+
+    model, config, vocab = load_model_dir(tiny_model_dir)
+    again, _, _ = load_model_dir(tiny_model_dir)
+    ids = np.array([vocab.encode("X:1\nK:G\nABcd|")], dtype=np.int32)
+    np.testing.assert_array_equal(model(ids).numpy(), again(ids).numpy())
+    assert isinstance(model, keras.Model) and config.vocab_size == len(vocab)
+
+
+def test_load_rejects_incomplete_or_mismatched_dirs(tiny_model_dir, tmp_path):
+    import shutil
+
+    with pytest.raises(UserError, match="not found"):
+        load_model_dir(tmp_path / "missing")
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "vocab.json").unlink()
+    with pytest.raises(UserError, match="vocab.json is missing"):
+        load_model_dir(broken)
+    shutil.copy(tiny_model_dir / "vocab.json", broken / "vocab.json")
+    config = json.loads((broken / "config.json").read_text())
+    config["model"]["vocab_size"] += 1
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match="tokens but the model expects"):
+        load_model_dir(broken)
+    config["format"] = 99
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match="incompatible"):
+        load_model_dir(broken)
