@@ -24,7 +24,9 @@ def quiet_import() -> None:
             import tensorflow as tf
 
             tf.config.list_logical_devices()
-            tf.transpose(tf.constant([[1]], dtype=tf.int32))  # first int32 transpose logs a oneDNN notice
+            tf.transpose(
+                tf.constant([[1]], dtype=tf.int32)
+            )  # first int32 transpose logs a oneDNN notice
     finally:
         os.dup2(saved, 2)
         os.close(saved)

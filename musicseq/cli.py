@@ -56,16 +56,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("data", help="build the training corpus (train/validation/test .abc files)")
-    p.add_argument("--out", type=Path, default=DEFAULT_DATA, help="corpus directory (default data/abc)")
-    p.add_argument("--data", type=Path, help="use this .abc file or directory instead of music21's corpus")
-    p.add_argument("--collections", nargs="+", help="music21 collections (default: the Irish/Scottish four)")
-    p.add_argument("--include", nargs="+", default=[], help="extra collections, e.g. essenFolksong (non-commercial licence)")
+    p.add_argument(
+        "--out", type=Path, default=DEFAULT_DATA, help="corpus directory (default data/abc)"
+    )
+    p.add_argument(
+        "--data", type=Path, help="use this .abc file or directory instead of music21's corpus"
+    )
+    p.add_argument(
+        "--collections", nargs="+", help="music21 collections (default: the Irish/Scottish four)"
+    )
+    p.add_argument(
+        "--include",
+        nargs="+",
+        default=[],
+        help="extra collections, e.g. essenFolksong (non-commercial licence)",
+    )
     p.add_argument("--show-errors", action="store_true", help="list every rejected tune")
 
     p = sub.add_parser("train", help="train a model")
     p.add_argument("--model", default="lstm", choices=("lstm", "gru", "simple_rnn"))
     p.add_argument("--out", type=Path, required=True, help="model directory to write")
-    p.add_argument("--data", type=Path, help="corpus dir or .abc file/dir (default data/abc, built if missing)")
+    p.add_argument(
+        "--data", type=Path, help="corpus dir or .abc file/dir (default data/abc, built if missing)"
+    )
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=_positive_int, help="total optimiser steps")
     budget.add_argument("--epochs", type=_positive_int, help="passes over the training data")
@@ -78,16 +91,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embedding-dim", type=_positive_int, default=64)
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--learning-rate", type=_positive_float, default=2e-3)
-    p.add_argument("--clipnorm", type=_positive_float, default=1.0, help="gradient clipping by norm")
+    p.add_argument(
+        "--clipnorm", type=_positive_float, default=1.0, help="gradient clipping by norm"
+    )
     p.add_argument("--no-clip", action="store_true", help="turn gradient clipping off")
     p.add_argument("--seed", type=_int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("generate", help="generate tunes from a trained model")
     p.add_argument("model_dir", type=Path)
-    p.add_argument("--out", type=Path, required=True, help="directory for tune_NNN.abc (and .mid/.wav)")
+    p.add_argument(
+        "--out", type=Path, required=True, help="directory for tune_NNN.abc (and .mid/.wav)"
+    )
     p.add_argument("--num", type=_positive_int, default=4)
-    p.add_argument("--prime", default=None, help="ABC text every tune starts with (default 'X:1\\n')")
+    p.add_argument(
+        "--prime", default=None, help="ABC text every tune starts with (default 'X:1\\n')"
+    )
     p.add_argument("--temperature", type=_positive_float, default=1.0)
     p.add_argument("--seed", type=_int, default=0)
     p.add_argument("--max-len", type=_positive_int, default=1200)
@@ -234,7 +253,12 @@ def _render_and_report(paths: list[Path], out: Path, wav: bool) -> int:
     for index, path in enumerate(paths, start=1):
         try:
             tune = parse_tune(decode_bytes(path.read_bytes()), str(path))
-            title, meter, key, bars = tune.title, tune.get("M", "?"), tune.key, str(count_bars(tune))
+            title, meter, key, bars = (
+                tune.title,
+                tune.get("M", "?"),
+                tune.key,
+                str(count_bars(tune)),
+            )
         except ABCError as exc:
             title, meter, key, bars = f"(invalid: {exc.reason})", "?", "?", "?"
         result = render_file(path, out, wav=wav)
@@ -276,7 +300,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as exc:
         where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
-        print(f"musicseq: error: cannot read or write{where}: {exc.strerror or exc}", file=sys.stderr)
+        print(
+            f"musicseq: error: cannot read or write{where}: {exc.strerror or exc}", file=sys.stderr
+        )
         return 2
     except KeyboardInterrupt:
         print("musicseq: interrupted", file=sys.stderr)

@@ -27,7 +27,9 @@ class ModelConfig:
 
     def validate(self) -> None:
         if self.kind not in MODEL_KINDS:
-            raise ValueError(f"model kind must be one of {', '.join(MODEL_KINDS)}, got {self.kind!r}")
+            raise ValueError(
+                f"model kind must be one of {', '.join(MODEL_KINDS)}, got {self.kind!r}"
+            )
         for name in ("vocab_size", "embedding_dim", "units", "num_layers"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0 or value > 1_000_000:

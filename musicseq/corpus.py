@@ -32,7 +32,9 @@ def music21_corpus_dir() -> Path:
 
     spec = importlib.util.find_spec("music21")
     if spec is None or not spec.submodule_search_locations:
-        raise UserError("music21 is not installed; it provides the default corpus (pip install music21)")
+        raise UserError(
+            "music21 is not installed; it provides the default corpus (pip install music21)"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "corpus"
 
 

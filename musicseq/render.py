@@ -64,7 +64,10 @@ def midi_info(path: str | Path) -> MidiInfo:
     try:
         midi = mido.MidiFile(str(path))
         notes = sum(
-            1 for track in midi.tracks for msg in track if msg.type == "note_on" and msg.velocity > 0
+            1
+            for track in midi.tracks
+            for msg in track
+            if msg.type == "note_on" and msg.velocity > 0
         )
         return MidiInfo(notes, float(midi.length))
     except Exception as exc:  # mido raises OSError, EOFError, ValueError, KeyError…
@@ -79,7 +82,9 @@ def abc_to_midi(abc_path: str | Path, midi_path: str | Path, timeout: float = 30
             result = _run([exe, str(abc_path), "-o", str(tmp)], timeout)
             # abc2midi exits 0 even when it wrote nothing: the file is the real verdict.
             if not tmp.exists() or tmp.stat().st_size == 0:
-                raise RenderError(f"abc2midi wrote no MIDI for {abc_path}: {_tail(result.stdout + result.stderr)}")
+                raise RenderError(
+                    f"abc2midi wrote no MIDI for {abc_path}: {_tail(result.stdout + result.stderr)}"
+                )
             info = midi_info(tmp)
             if info.notes == 0:
                 raise RenderError(f"abc2midi wrote a MIDI file without notes for {abc_path}")

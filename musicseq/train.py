@@ -133,7 +133,9 @@ def train(
     if len(val_stream) > seq_len:
         val_ds = eval_dataset(val_stream, seq_len, batch)
     else:
-        log(f"notice: the validation split has {len(val_texts)} tunes, too few to report validation loss")
+        log(
+            f"notice: the validation split has {len(val_texts)} tunes, too few to report validation loss"
+        )
 
     from musicseq.models import build_model
 

@@ -14,13 +14,39 @@ def _one_line_error(capsys, code, argv, match):
 
 
 def test_user_errors_exit_2_with_one_line(capsys, tmp_path, tiny_model_dir):
-    _one_line_error(capsys, 2, ["render", str(tmp_path / "none.abc"), "--out", str(tmp_path)], "no such file")
-    _one_line_error(capsys, 2, ["train", "--out", str(tmp_path / "m"), "--steps", "-3"], "positive integer")
-    _one_line_error(capsys, 2, ["train", "--out", str(tmp_path / "m"), "--steps", "3", "--epochs", "2"], "not allowed with")
-    _one_line_error(capsys, 2, ["data", "--data", str(tmp_path), "--out", str(tmp_path / "c")], "no .abc files")
-    _one_line_error(capsys, 2, ["generate", str(tmp_path), "--out", str(tmp_path / "g")], "config.json is missing")
-    _one_line_error(capsys, 2, ["generate", str(tiny_model_dir), "--out", str(tmp_path / "g"), "--prime", "X:1\n\u00e9"], "vocabulary")
-    _one_line_error(capsys, 2, ["generate", str(tiny_model_dir), "--out", str(tmp_path / "g"), "--temperature", "0"], "positive number")
+    _one_line_error(
+        capsys, 2, ["render", str(tmp_path / "none.abc"), "--out", str(tmp_path)], "no such file"
+    )
+    _one_line_error(
+        capsys, 2, ["train", "--out", str(tmp_path / "m"), "--steps", "-3"], "positive integer"
+    )
+    _one_line_error(
+        capsys,
+        2,
+        ["train", "--out", str(tmp_path / "m"), "--steps", "3", "--epochs", "2"],
+        "not allowed with",
+    )
+    _one_line_error(
+        capsys, 2, ["data", "--data", str(tmp_path), "--out", str(tmp_path / "c")], "no .abc files"
+    )
+    _one_line_error(
+        capsys,
+        2,
+        ["generate", str(tmp_path), "--out", str(tmp_path / "g")],
+        "config.json is missing",
+    )
+    _one_line_error(
+        capsys,
+        2,
+        ["generate", str(tiny_model_dir), "--out", str(tmp_path / "g"), "--prime", "X:1\n\u00e9"],
+        "vocabulary",
+    )
+    _one_line_error(
+        capsys,
+        2,
+        ["generate", str(tiny_model_dir), "--out", str(tmp_path / "g"), "--temperature", "0"],
+        "positive number",
+    )
     _one_line_error(capsys, 2, ["frobnicate"], "invalid choice")
 
 
@@ -28,18 +54,30 @@ def test_model_dir_without_vocab(capsys, tmp_path, tiny_model_dir):
     broken = tmp_path / "broken"
     shutil.copytree(tiny_model_dir, broken)
     (broken / "vocab.json").unlink()
-    _one_line_error(capsys, 2, ["generate", str(broken), "--out", str(tmp_path / "g")], "vocab.json is missing")
+    _one_line_error(
+        capsys, 2, ["generate", str(broken), "--out", str(tmp_path / "g")], "vocab.json is missing"
+    )
 
 
 def test_empty_corpus_file(capsys, tmp_path):
     (tmp_path / "empty.abc").write_text("% nothing here\n")
-    _one_line_error(capsys, 2, ["train", "--data", str(tmp_path / "empty.abc"), "--out", str(tmp_path / "m")], "no usable tunes")
+    _one_line_error(
+        capsys,
+        2,
+        ["train", "--data", str(tmp_path / "empty.abc"), "--out", str(tmp_path / "m")],
+        "no usable tunes",
+    )
 
 
 def test_data_command_writes_corpus(capsys, tmp_path, data_dir):
     assert main(["data", "--data", str(data_dir / "irish.abc"), "--out", str(tmp_path / "c")]) == 0
     assert "803" not in capsys.readouterr().err
-    assert {p.name for p in (tmp_path / "c").iterdir()} == {"train.abc", "validation.abc", "test.abc", "manifest.json"}
+    assert {p.name for p in (tmp_path / "c").iterdir()} == {
+        "train.abc",
+        "validation.abc",
+        "test.abc",
+        "manifest.json",
+    }
 
 
 @pytest.mark.slow

@@ -21,7 +21,9 @@ def test_build_is_deterministic_and_writes_manifest(tmp_path, data_dir):
     assert total == 803  # the lab corpus holds one tune twice, under two X: numbers
     assert first["splits"]["train"]["tunes"] > 600
     for name in corpus.SPLITS:
-        assert (tmp_path / "a" / f"{name}.abc").read_bytes() == (tmp_path / "b" / f"{name}.abc").read_bytes()
+        assert (tmp_path / "a" / f"{name}.abc").read_bytes() == (
+            tmp_path / "b" / f"{name}.abc"
+        ).read_bytes()
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert len(manifest["splits"]["test"]["sha256"]) == 64
 

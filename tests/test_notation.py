@@ -33,7 +33,12 @@ def test_tricky_tunebook_collects_typed_errors_with_lines(data_dir):
     result = parse_tunebook(decode_bytes((data_dir / "tricky.abc").read_bytes()), "tricky.abc")
     assert [t.title for t in result.tunes] == ["Blank Lines Inside", "Last Tune No Newline"]
     kinds = [(type(e), e.line) for e in result.errors]
-    assert kinds == [(MissingKeyError, 17), (FieldError, 25), (EncodingError, 33), (EmptyBodyError, 35)]
+    assert kinds == [
+        (MissingKeyError, 17),
+        (FieldError, 25),
+        (EncodingError, 33),
+        (EmptyBodyError, 35),
+    ]
     assert str(result.errors[0]).startswith("tricky.abc:17: no K: field")
 
 
@@ -55,7 +60,8 @@ def test_header_fields_and_defaults():
 
 
 @pytest.mark.parametrize(
-    "text,bar", [("C", Fraction(1)), ("C|", Fraction(1)), ("6/8", Fraction(3, 4)), ("(2+3)/8", Fraction(5, 8))]
+    "text,bar",
+    [("C", Fraction(1)), ("C|", Fraction(1)), ("6/8", Fraction(3, 4)), ("(2+3)/8", Fraction(5, 8))],
 )
 def test_parse_meter(text, bar):
     assert parse_meter(text).bar == bar

@@ -13,7 +13,9 @@ def test_tiny_training_lowers_the_loss(tmp_path, data_dir):
         data_dir / "three.abc",
         tmp_path / "m",
         ModelConfig(kind="lstm", units=32, embedding_dim=16, vocab_size=1),
-        TrainConfig(seq_len=32, batch_size=8, steps=40, steps_per_epoch=10, seed=0, learning_rate=1e-2),
+        TrainConfig(
+            seq_len=32, batch_size=8, steps=40, steps_per_epoch=10, seed=0, learning_rate=1e-2
+        ),
         log=lambda _m: None,
         verbose=0,
     )

@@ -19,7 +19,9 @@ def build_recurrent(config: ModelConfig) -> keras.Model:
     ids = keras.Input(shape=(None,), dtype="int32", name="ids")
     x = keras.layers.Embedding(config.vocab_size, config.embedding_dim, name="embedding")(ids)
     for i in range(config.num_layers):
-        x = layer_cls(config.units, return_sequences=True, name=f"rnn_{i}")(x)  # (batch, time, units)
+        x = layer_cls(config.units, return_sequences=True, name=f"rnn_{i}")(
+            x
+        )  # (batch, time, units)
         if config.dropout:
             x = keras.layers.Dropout(config.dropout, name=f"dropout_{i}")(x)
     logits = keras.layers.Dense(config.vocab_size, dtype="float32", name="logits")(x)

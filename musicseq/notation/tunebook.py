@@ -238,7 +238,9 @@ def parse_tune(text: str, source: str = "<string>", line: int = 1) -> Tune:
                 if not headers or any(k == "K" for k, _ in headers):
                     in_header = False
                 elif any(later.startswith("K:") for later in lines[offset:]):
-                    raise FieldError(source, number, f"not a field line in the header: {stripped[:40]!r}")
+                    raise FieldError(
+                        source, number, f"not a field line in the header: {stripped[:40]!r}"
+                    )
                 else:
                     raise MissingKeyError(source, line, "music before K:")
             else:
