@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from musicseq import __version__
+from musicseq.config import MODEL_KINDS
 from musicseq.errors import UserError
 
 DEFAULT_DATA = Path("data/abc")
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-errors", action="store_true", help="list every rejected tune")
 
     p = sub.add_parser("train", help="train a model")
-    p.add_argument("--model", default="lstm", choices=("lstm", "gru", "simple_rnn"))
+    p.add_argument("--model", default="lstm", choices=MODEL_KINDS)
     p.add_argument("--out", type=Path, required=True, help="model directory to write")
     p.add_argument(
         "--data", type=Path, help="corpus dir or .abc file/dir (default data/abc, built if missing)"
@@ -90,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=_positive_int, default=1)
     p.add_argument("--embedding-dim", type=_positive_int, default=64)
     p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument(
+        "--activation", default="tanh", choices=("tanh", "relu"), help="rnn_scratch nonlinearity"
+    )
+    p.add_argument("--recurrent-init", default="orthogonal", choices=("orthogonal", "identity", "glorot_uniform"),
+                   help="rnn_scratch W_hh initializer ('identity' with relu: the IRNN trick)")  # fmt: skip
+    p.add_argument("--heads", type=_positive_int, default=4, help="Transformer attention heads")
+    p.add_argument("--context", type=_positive_int, default=256, help="Transformer context length")
+    p.add_argument("--positional", default="sinusoidal", choices=("sinusoidal", "learned"))
     p.add_argument("--learning-rate", type=_positive_float, default=2e-3)
     p.add_argument(
         "--clipnorm", type=_positive_float, default=1.0, help="gradient clipping by norm"
@@ -161,6 +170,8 @@ def cmd_train(args) -> int:
     model_config = ModelConfig(
         kind=args.model, units=args.units, num_layers=args.layers,
         embedding_dim=args.embedding_dim, dropout=args.dropout, vocab_size=1,
+        activation=args.activation, recurrent_initializer=args.recurrent_init,
+        num_heads=args.heads, context=args.context, positional=args.positional,
     )  # fmt: skip
     train_config = TrainConfig(
         seq_len=args.seq_len, batch_size=args.batch_size, learning_rate=args.learning_rate,

@@ -11,31 +11,47 @@ from dataclasses import dataclass
 
 FORMAT_VERSION = 1  # bump when a model directory's layout changes incompatibly
 
-MODEL_KINDS = ("lstm", "gru", "simple_rnn")
+MODEL_KINDS = ("rnn_scratch", "simple_rnn", "lstm", "gru", "transformer")
+RECURRENT_KINDS = ("rnn_scratch", "simple_rnn", "lstm", "gru")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """The network: a character embedding, a recurrent stack and a logits layer."""
 
-    kind: str = "lstm"  # lstm | gru | simple_rnn
+    kind: str = "lstm"  # rnn_scratch | simple_rnn | lstm | gru | transformer
     vocab_size: int = 0  # set from the vocabulary when training starts
-    embedding_dim: int = 64  # size of each character's embedding vector
-    units: int = 512  # size of the recurrent state
-    num_layers: int = 1  # stacked recurrent layers
-    dropout: float = 0.0  # dropout on each recurrent layer's output
+    embedding_dim: int = 64  # size of each character's embedding vector (recurrent kinds)
+    units: int = 512  # recurrent state size; the model width d for the Transformer
+    num_layers: int = 1  # stacked recurrent layers / Transformer blocks
+    dropout: float = 0.0  # dropout on each layer's output
+    activation: str = "tanh"  # rnn_scratch: tanh | relu
+    recurrent_initializer: str = "orthogonal"  # rnn_scratch: orthogonal | identity | glorot_uniform
+    num_heads: int = 4  # Transformer attention heads (units must divide by it)
+    context: int = 256  # Transformer context length (longest window it attends over)
+    positional: str = "sinusoidal"  # Transformer positional encoding: sinusoidal | learned
 
     def validate(self) -> None:
         if self.kind not in MODEL_KINDS:
             raise ValueError(
                 f"model kind must be one of {', '.join(MODEL_KINDS)}, got {self.kind!r}"
             )
-        for name in ("vocab_size", "embedding_dim", "units", "num_layers"):
+        for name in ("vocab_size", "embedding_dim", "units", "num_layers", "num_heads", "context"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0 or value > 1_000_000:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.activation not in ("tanh", "relu"):
+            raise ValueError(f"activation must be tanh or relu, got {self.activation!r}")
+        if self.recurrent_initializer not in ("orthogonal", "identity", "glorot_uniform"):
+            raise ValueError(f"unknown recurrent initializer {self.recurrent_initializer!r}")
+        if self.positional not in ("sinusoidal", "learned"):
+            raise ValueError(f"positional must be sinusoidal or learned, got {self.positional!r}")
+        if self.kind == "transformer" and self.units % self.num_heads:
+            raise ValueError(f"units ({self.units}) must be divisible by heads ({self.num_heads})")
+        if self.kind == "transformer" and self.context < 2:
+            raise ValueError(f"context must be at least 2, got {self.context}")
 
 
 @dataclass(frozen=True)

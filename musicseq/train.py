@@ -117,6 +117,10 @@ def train(
     val_texts = load_split(data, "validation")
     vocab = Vocab.from_texts(train_texts)
     model_config = dataclasses.replace(model_config, vocab_size=len(vocab))
+    if model_config.kind == "transformer" and train_config.seq_len > model_config.context:
+        raise UserError(
+            f"--seq-len {train_config.seq_len} is longer than the Transformer's context {model_config.context}"
+        )
     try:
         model_config.validate()
     except ValueError as exc:
@@ -241,6 +245,9 @@ def load_model_dir(model_dir: str | Path):
 
     import keras
 
+    from musicseq.models import register_custom_objects
+
+    register_custom_objects()
     try:
         model = keras.saving.load_model(path / MODEL_FILE, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a bad file

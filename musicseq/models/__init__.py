@@ -5,21 +5,34 @@ Never reads files, flags or the environment.
 
 from __future__ import annotations
 
-from musicseq.config import MODEL_KINDS, ModelConfig
+from musicseq.config import MODEL_KINDS, RECURRENT_KINDS, ModelConfig
 
 
 def build_model(config: ModelConfig):
     """A Keras model mapping ids ``(batch, time)`` to logits ``(batch, time, vocab)``."""
     config.validate()
-    from musicseq.models.recurrent import build_recurrent
+    if config.kind in RECURRENT_KINDS:
+        from musicseq.models.recurrent import build_recurrent
 
-    if config.kind in ("lstm", "gru", "simple_rnn"):
         return build_recurrent(config)
+    if config.kind == "transformer":
+        from musicseq.models.transformer import build_transformer
+
+        return build_transformer(config)
     raise ValueError(f"unknown model kind {config.kind!r}; choose from {MODEL_KINDS}")
 
 
 def step_function(model, config: ModelConfig):
-    """``(initial_state, step)`` pair that runs ``model`` one character at a time."""
+    """``(initial_state(batch), step(tokens, state) -> (logits, state))`` for ``model``."""
+    if config.kind == "transformer":
+        from musicseq.models.transformer import transformer_step
+
+        return transformer_step(model, config)
     from musicseq.models.recurrent import recurrent_step
 
     return recurrent_step(model, config)
+
+
+def register_custom_objects() -> None:
+    """Import the modules whose layers are registered for ``.keras`` loading."""
+    from musicseq.models import rnn_cell, transformer  # noqa: F401

@@ -1,4 +1,4 @@
-"""Character models with a recurrent stack: Embedding → (LSTM | GRU | SimpleRNN) × n → Dense.
+"""Character models with a recurrent stack: Embedding → (MyRNNCell | SimpleRNN | LSTM | GRU) × n → Dense.
 
 The model maps ids ``(batch, time)`` to next-character logits ``(batch, time, vocab)``.
 :func:`recurrent_step` exposes the same weights one character at a time, with explicit
@@ -10,18 +10,29 @@ from __future__ import annotations
 import keras
 
 from musicseq.config import ModelConfig
+from musicseq.models.rnn_cell import MyRNNCell
 
 _LAYERS = {"lstm": "LSTM", "gru": "GRU", "simple_rnn": "SimpleRNN"}
 
 
-def build_recurrent(config: ModelConfig) -> keras.Model:
+def recurrent_layer(config: ModelConfig, name: str) -> keras.layers.Layer:
+    """One recurrent layer of ``config.kind`` returning the whole sequence."""
+    if config.kind == "rnn_scratch":
+        cell = MyRNNCell(
+            config.units,
+            activation=config.activation,
+            recurrent_initializer=config.recurrent_initializer,
+        )
+        return keras.layers.RNN(cell, return_sequences=True, name=name)
     layer_cls = getattr(keras.layers, _LAYERS[config.kind])
+    return layer_cls(config.units, return_sequences=True, name=name)
+
+
+def build_recurrent(config: ModelConfig) -> keras.Model:
     ids = keras.Input(shape=(None,), dtype="int32", name="ids")
     x = keras.layers.Embedding(config.vocab_size, config.embedding_dim, name="embedding")(ids)
     for i in range(config.num_layers):
-        x = layer_cls(config.units, return_sequences=True, name=f"rnn_{i}")(
-            x
-        )  # (batch, time, units)
+        x = recurrent_layer(config, f"rnn_{i}")(x)  # (batch, time, units)
         if config.dropout:
             x = keras.layers.Dropout(config.dropout, name=f"dropout_{i}")(x)
     logits = keras.layers.Dense(config.vocab_size, dtype="float32", name="logits")(x)

@@ -1,0 +1,279 @@
+"""Decoder-only Transformer for characters, with a key/value cache for generation.
+
+    x = token_embedding(ids) + positional_encoding(positions)          (batch, time, d)
+    x = x + Attention(LayerNorm(x))   # causal, softmax(Q K^T / sqrt(d_k)) V
+    x = x + MLP(LayerNorm(x))         # repeated num_layers times (pre-norm blocks)
+    logits = Dense(LayerNorm(x))                                       (batch, time, vocab)
+
+Each layer also has a one-position ``step`` that reads and writes a key/value cache of
+``context`` positions, so generating a token costs one row of attention, not a re-run of
+the prefix. Past the context length the sampler slides the window (see ``transformer_step``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from musicseq.config import ModelConfig
+
+
+def sinusoid_table(length: int, dim: int) -> np.ndarray:
+    """The fixed sin/cos encoding of "Attention is all you need": (length, dim) float32."""
+    positions = np.arange(length)[:, None]  # (length, 1)
+    rates = 1.0 / np.power(10000.0, (2 * (np.arange(dim) // 2)) / dim)  # (dim,)
+    angles = positions * rates[None, :]
+    table = np.zeros((length, dim), dtype=np.float32)
+    table[:, 0::2] = np.sin(angles[:, 0::2])
+    table[:, 1::2] = np.cos(angles[:, 1::2])
+    return table
+
+
+@keras.saving.register_keras_serializable(package="musicseq")
+class TokenAndPosition(keras.layers.Layer):
+    """Token embedding plus a sinusoidal or learned positional encoding."""
+
+    def __init__(
+        self, vocab_size: int, dim: int, context: int, positional: str = "sinusoidal", **kwargs
+    ):
+        super().__init__(**kwargs)
+        if positional not in ("sinusoidal", "learned"):
+            raise ValueError(f"positional must be 'sinusoidal' or 'learned', got {positional!r}")
+        self.vocab_size = vocab_size
+        self.dim = dim
+        self.context = context
+        self.positional = positional
+        # Keras' embedding is the token table; it is this layer's input_dim for validation.
+        self.input_dim = vocab_size
+
+    def build(self, input_shape):
+        self.tokens = self.add_weight(
+            shape=(self.vocab_size, self.dim), initializer="random_normal", name="tokens"
+        )
+        if self.positional == "learned":
+            self.positions = self.add_weight(
+                shape=(self.context, self.dim),
+                initializer=keras.initializers.RandomNormal(stddev=0.02),
+                name="positions",
+            )
+        else:
+            self.positions = ops.convert_to_tensor(sinusoid_table(self.context, self.dim))
+
+    def call(self, ids, start=0):
+        length = ops.shape(ids)[-1]
+        x = ops.take(self.tokens, ids, axis=0)  # (batch, time, dim)
+        return x + ops.slice(self.positions, (start, 0), (length, self.dim))[None]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"vocab_size": self.vocab_size, "dim": self.dim, "context": self.context,
+             "positional": self.positional}
+        )  # fmt: skip
+        return config
+
+
+@keras.saving.register_keras_serializable(package="musicseq")
+class CausalSelfAttention(keras.layers.Layer):
+    """Multi-head causal self-attention, ``softmax(Q K^T / sqrt(d_k) + mask) V``.
+
+    ``call`` attends over a whole sequence (training); ``step`` attends from one new position
+    over a key/value cache of shape ``(batch, heads, context, key_dim)``.
+    """
+
+    def __init__(self, num_heads: int, key_dim: int, dropout: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = num_heads
+        self.key_dim = key_dim
+        self.dropout = dropout
+        self.dropout_layer = keras.layers.Dropout(dropout)
+
+    def build(self, input_shape):
+        dim = input_shape[-1]
+        inner = self.num_heads * self.key_dim
+        self.qkv_kernel = self.add_weight(
+            shape=(dim, 3 * inner), initializer="glorot_uniform", name="qkv_kernel"
+        )
+        self.qkv_bias = self.add_weight(shape=(3 * inner,), initializer="zeros", name="qkv_bias")
+        self.out_kernel = self.add_weight(
+            shape=(inner, dim), initializer="glorot_uniform", name="out_kernel"
+        )
+        self.out_bias = self.add_weight(shape=(dim,), initializer="zeros", name="out_bias")
+
+    def _heads(self, x):
+        # (batch, time, 3 * heads * key_dim) -> three of (batch, heads, time, key_dim)
+        batch, time = ops.shape(x)[0], ops.shape(x)[1]
+        x = ops.reshape(x, (batch, time, 3, self.num_heads, self.key_dim))
+        x = ops.transpose(x, (2, 0, 3, 1, 4))
+        return x[0], x[1], x[2]
+
+    def _merge(self, context):
+        # (batch, heads, time, key_dim) -> (batch, time, dim)
+        batch, time = ops.shape(context)[0], ops.shape(context)[2]
+        context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (batch, time, -1))
+        return ops.matmul(context, self.out_kernel) + self.out_bias
+
+    def call(self, x, training=None, return_kv=False):
+        q, k, v = self._heads(ops.matmul(x, self.qkv_kernel) + self.qkv_bias)
+        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) / math.sqrt(
+            self.key_dim
+        )  # (b, h, t, t)
+        time = ops.shape(x)[1]
+        causal = ops.tril(ops.ones((time, time), dtype="bool"))
+        scores = ops.where(causal[None, None], scores, ops.cast(-1e9, scores.dtype))
+        weights = self.dropout_layer(
+            ops.softmax(ops.cast(scores, "float32"), axis=-1), training=training
+        )
+        out = self._merge(ops.matmul(ops.cast(weights, v.dtype), v))
+        return (out, k, v) if return_kv else out
+
+    def step(self, x, cache_k, cache_v, position):
+        """One new position: ``x`` (batch, 1, dim) at ``position``; returns (out, cache_k, cache_v)."""
+        q, k, v = self._heads(ops.matmul(x, self.qkv_kernel) + self.qkv_bias)  # (b, h, 1, d_k)
+        context = ops.shape(cache_k)[2]
+        here = ops.reshape(ops.equal(ops.arange(context), position), (1, 1, context, 1))
+        cache_k = ops.where(here, k, cache_k)  # write this position's key and value
+        cache_v = ops.where(here, v, cache_v)
+        scores = ops.matmul(q, ops.transpose(cache_k, (0, 1, 3, 2))) / math.sqrt(
+            self.key_dim
+        )  # (b, h, 1, ctx)
+        visible = ops.reshape(ops.arange(context) <= position, (1, 1, 1, context))
+        scores = ops.where(visible, scores, ops.cast(-1e9, scores.dtype))
+        weights = ops.softmax(ops.cast(scores, "float32"), axis=-1)
+        return self._merge(ops.matmul(ops.cast(weights, cache_v.dtype), cache_v)), cache_k, cache_v
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"num_heads": self.num_heads, "key_dim": self.key_dim, "dropout": self.dropout}
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="musicseq")
+class TransformerBlock(keras.layers.Layer):
+    """Pre-norm block: ``x + attn(ln(x))`` then ``x + mlp(ln(x))``."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_dim: int, dropout: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = dim
+        self.num_heads = num_heads
+        self.mlp_dim = mlp_dim
+        self.dropout = dropout
+        self.ln_attn = keras.layers.LayerNormalization(epsilon=1e-5, name="ln_attn")
+        self.attention = CausalSelfAttention(num_heads, dim // num_heads, dropout, name="attention")
+        self.ln_mlp = keras.layers.LayerNormalization(epsilon=1e-5, name="ln_mlp")
+        self.mlp_in = keras.layers.Dense(mlp_dim, activation="gelu", name="mlp_in")
+        self.mlp_out = keras.layers.Dense(dim, name="mlp_out")
+        self.drop = keras.layers.Dropout(dropout)
+
+    def build(self, input_shape):
+        self.ln_attn.build(input_shape)
+        self.attention.build(input_shape)
+        self.ln_mlp.build(input_shape)
+        self.mlp_in.build(input_shape)
+        self.mlp_out.build((*input_shape[:-1], self.mlp_dim))
+
+    def _mlp(self, x, training=None):
+        return self.drop(self.mlp_out(self.mlp_in(self.ln_mlp(x))), training=training)
+
+    def call(self, x, training=None, return_kv=False):
+        attended = self.attention(self.ln_attn(x), training=training, return_kv=return_kv)
+        if return_kv:
+            attended, k, v = attended
+        x = x + self.drop(attended, training=training)
+        x = x + self._mlp(x, training)
+        return (x, k, v) if return_kv else x
+
+    def step(self, x, cache_k, cache_v, position):
+        attended, cache_k, cache_v = self.attention.step(
+            self.ln_attn(x), cache_k, cache_v, position
+        )
+        x = x + attended
+        return x + self._mlp(x), cache_k, cache_v
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "dim": self.dim,
+                "num_heads": self.num_heads,
+                "mlp_dim": self.mlp_dim,
+                "dropout": self.dropout,
+            }
+        )
+        return config
+
+
+def build_transformer(config: ModelConfig) -> keras.Model:
+    if config.units % config.num_heads:
+        raise ValueError(f"units ({config.units}) must be divisible by heads ({config.num_heads})")
+    ids = keras.Input(shape=(None,), dtype="int32", name="ids")
+    x = TokenAndPosition(
+        config.vocab_size, config.units, config.context, config.positional, name="embedding"
+    )(ids)
+    for i in range(config.num_layers):
+        x = TransformerBlock(
+            config.units, config.num_heads, 4 * config.units, config.dropout, name=f"block_{i}"
+        )(x)
+    x = keras.layers.LayerNormalization(epsilon=1e-5, name="ln_final")(x)
+    logits = keras.layers.Dense(config.vocab_size, dtype="float32", name="logits")(x)
+    return keras.Model(ids, logits, name="musicseq_transformer")
+
+
+def transformer_step(model: keras.Model, config: ModelConfig):
+    """``(initial_state, step)`` with a key/value cache per layer, sliding past the context.
+
+    State: the cache ``(batch, heads, context, key_dim)`` ×2 per layer, a token buffer
+    ``(batch, context)`` and the next position. When the window is full, the most recent
+    half is re-encoded at positions ``0 … context/2 - 1`` (one full forward pass every
+    ``context/2`` tokens) and generation continues from there.
+    """
+    import tensorflow as tf
+
+    embed = model.get_layer("embedding")
+    blocks = [model.get_layer(f"block_{i}") for i in range(config.num_layers)]
+    ln_final, dense = model.get_layer("ln_final"), model.get_layer("logits")
+    context, heads = config.context, config.num_heads
+    key_dim = config.units // heads
+    keep = context // 2
+
+    def initial_state(batch):
+        zeros = tf.zeros(tf.stack([batch, heads, context, key_dim]), tf.float32)
+        caches = [[zeros, zeros] for _ in blocks]
+        buffer = tf.zeros(tf.stack([batch, context]), tf.int32)
+        return [caches, buffer, tf.constant(0)]
+
+    def prefill(buffer):
+        # Re-encode the last `keep` tokens at positions 0..keep-1; later positions stay masked.
+        recent = buffer[:, context - keep :]
+        x = embed(recent)
+        caches = []
+        pad = [[0, 0], [0, 0], [0, context - keep], [0, 0]]
+        for block in blocks:
+            x, k, v = block(x, return_kv=True)
+            caches.append([tf.pad(k, pad), tf.pad(v, pad)])
+        shifted = tf.concat([recent, tf.zeros_like(buffer[:, keep:])], axis=1)
+        return caches, shifted
+
+    def step(tokens, state):
+        caches, buffer, position = state
+        caches, buffer, position = tf.cond(
+            position >= context,
+            lambda: (*prefill(buffer), tf.constant(keep)),
+            lambda: (caches, buffer, position),
+        )
+        here = tf.equal(tf.range(context), position)[None, :]
+        buffer = tf.where(here, tokens[:, None], buffer)
+        x = embed(tokens[:, None], start=position)  # (batch, 1, dim)
+        new_caches = []
+        for block, (cache_k, cache_v) in zip(blocks, caches):
+            x, cache_k, cache_v = block.step(x, cache_k, cache_v, position)
+            new_caches.append([cache_k, cache_v])
+        logits = dense(ln_final(x))[:, 0, :]  # (batch, vocab)
+        return logits, [new_caches, buffer, position + 1]
+
+    return initial_state, step

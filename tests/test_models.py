@@ -1,0 +1,189 @@
+"""The model zoo: course-number tests for MyRNNCell, attention against Keras, every kind round-trips."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+from musicseq.config import MODEL_KINDS, ModelConfig
+from musicseq.models import build_model, step_function
+from musicseq.models.rnn_cell import MyRNNCell
+
+
+def _rnn(cell, inputs, h0=None):
+    layer = keras.layers.RNN(cell, return_sequences=True)
+    x = np.asarray(inputs, dtype=np.float32)
+    layer.build(x.shape)
+    return layer, x
+
+
+def test_worked_example_from_the_course():
+    cell = MyRNNCell(2, activation="tanh")
+    layer, x = _rnn(cell, [[[1.0], [-1.0], [2.0]]])
+    w_h = np.array([[0.5, 0.1], [0.2, 0.6]], np.float32)
+    cell.kernel.assign(np.array([[0.3, 0.4]], np.float32))  # W_x^T
+    cell.recurrent_kernel.assign(w_h.T)  # Keras multiplies row vectors: h @ W_hh^T
+    cell.bias.assign(np.zeros(2, np.float32))
+    h = layer(x).numpy()[0]
+    np.testing.assert_allclose(h[0], [0.2913, 0.3799], atol=1e-4)
+    np.testing.assert_allclose(h[1], [-0.1158, -0.1133], atol=1e-4)
+    np.testing.assert_allclose(h[2], [0.4860, 0.6100], atol=1e-4)
+
+
+def test_hand_built_relu_rnn_detects_two_ones():
+    cell = MyRNNCell(3, activation="relu", use_bias=False)
+    sequence = [0, 1, 0, 1, 1, 1, 0, 1, 1]
+    layer, x = _rnn(cell, [[[v] for v in sequence]])
+    cell.kernel.assign(np.array([[1.0, 0.0, 0.0]], np.float32))
+    w_hh = np.array([[0, 0, 0], [1, 0, 0], [0, 0, 1]], np.float32)
+    cell.recurrent_kernel.assign(w_hh.T)
+    h = layer(x, initial_state=[np.array([[0.0, 0.0, 1.0]], np.float32)]).numpy()[0]
+    y = np.maximum(h @ np.array([1.0, 1.0, -1.0], np.float32), 0.0)
+    np.testing.assert_array_equal(y, [0, 0, 0, 0, 1, 1, 0, 0, 1])
+
+
+def test_my_rnn_cell_equals_keras_simple_rnn():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 7, 5)).astype(np.float32)
+    mine = keras.layers.RNN(MyRNNCell(6), return_sequences=True)
+    theirs = keras.layers.SimpleRNN(6, return_sequences=True)
+    mine.build(x.shape)
+    theirs.build(x.shape)
+    theirs.set_weights(
+        [
+            w.astype(np.float32)
+            for w in (rng.normal(size=(5, 6)), rng.normal(size=(6, 6)) * 0.3, rng.normal(size=6))
+        ]
+    )
+    mine.set_weights(theirs.get_weights())
+    np.testing.assert_allclose(mine(x).numpy(), theirs(x).numpy(), atol=1e-5)
+
+
+def test_bptt_gradients_match_finite_differences():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    x = tf.constant(rng.normal(size=(2, 6, 3)), tf.float64)
+    layer = keras.layers.RNN(MyRNNCell(4, dtype="float64"), return_sequences=False, dtype="float64")
+    layer.build(x.shape)
+    cell = layer.cell
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(x) ** 2)
+    grad = tape.gradient(loss, cell.recurrent_kernel).numpy()
+    w = cell.recurrent_kernel.numpy()
+    eps = 1e-6
+    for i, j in [(0, 0), (1, 2), (3, 1)]:
+        bumped = w.copy()
+        bumped[i, j] += eps
+        cell.recurrent_kernel.assign(bumped)
+        up = float(tf.reduce_sum(layer(x) ** 2))
+        bumped[i, j] -= 2 * eps
+        cell.recurrent_kernel.assign(bumped)
+        down = float(tf.reduce_sum(layer(x) ** 2))
+        cell.recurrent_kernel.assign(w)
+        assert abs((up - down) / (2 * eps) - grad[i, j]) < 1e-6
+
+
+def test_identity_initialisation_trick():
+    cell = MyRNNCell(5, activation="relu", recurrent_initializer="identity")
+    cell.build((None, 3))
+    np.testing.assert_array_equal(cell.recurrent_kernel.numpy(), np.eye(5))
+    np.testing.assert_array_equal(cell.bias.numpy(), np.zeros(5))
+    again = MyRNNCell.from_config(cell.get_config())
+    assert again.activation == "relu" and again.units == 5
+
+
+def test_causal_attention_matches_keras_multi_head_attention():
+    from musicseq.models.transformer import CausalSelfAttention
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2, 9, 16)).astype(np.float32)
+    heads, key_dim = 4, 4
+    mine = CausalSelfAttention(heads, key_dim)
+    mine.build(x.shape)
+    mine.set_weights([w.astype(np.float32) for w in (rng.normal(size=(16, 48)) * 0.3, rng.normal(size=48) * 0.1,
+                                                       rng.normal(size=(16, 16)) * 0.3, rng.normal(size=16) * 0.1)])  # fmt: skip
+    qkv, qkv_b, out, out_b = mine.get_weights()
+    mha = keras.layers.MultiHeadAttention(heads, key_dim)
+    mha(x, x, use_causal_mask=True)
+    qkv = qkv.reshape(16, 3, heads, key_dim)
+    qkv_b = qkv_b.reshape(3, heads, key_dim)
+    mha.set_weights([qkv[:, 0], qkv_b[0], qkv[:, 1], qkv_b[1], qkv[:, 2], qkv_b[2],
+                     out.reshape(heads, key_dim, 16), out_b])  # fmt: skip
+    np.testing.assert_allclose(mine(x).numpy(), mha(x, x, use_causal_mask=True).numpy(), atol=1e-5)
+
+
+def _config(kind, **overrides):
+    base = dict(
+        kind=kind, vocab_size=11, units=16, embedding_dim=8, num_layers=2, num_heads=2, context=12
+    )
+    base.update(overrides)
+    return ModelConfig(**base)
+
+
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+def test_every_kind_round_trips_and_steps_like_the_full_model(kind, tmp_path):
+    from musicseq.models import register_custom_objects
+
+    register_custom_objects()
+    config = _config(kind)
+    model = build_model(config)
+    ids = np.random.default_rng(3).integers(0, 11, size=(3, 10)).astype(np.int32)
+    logits = model(ids).numpy()
+    assert logits.shape == (3, 10, 11)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(loaded(ids).numpy(), logits, atol=1e-6)
+    clone = keras.Model.from_config(model.get_config())
+    assert clone.count_params() == model.count_params()
+    # The one-character step function computes the same logits as the whole-sequence model.
+    initial_state, step = step_function(model, config)
+    state = initial_state(3)
+    for t in range(10):
+        out, state = step(ids[:, t], state)
+        np.testing.assert_allclose(out.numpy(), logits[:, t], atol=1e-4)
+
+
+def test_transformer_slides_past_its_context():
+    config = _config("transformer", context=8)
+    model = build_model(config)
+    ids = np.random.default_rng(4).integers(0, 11, size=(2, 20)).astype(np.int32)
+    initial_state, step = step_function(model, config)
+    state = initial_state(2)
+    for t in range(20):
+        out, state = step(ids[:, t], state)
+    # Context 8 keeps the newest 4 tokens on each slide: slides at t = 8, 12, 16; the last one
+    # re-encoded tokens 12..15 at positions 0..3, so token 19 sits at position 7 of ids[12:20].
+    window = ids[:, 12:20]
+    np.testing.assert_allclose(out.numpy(), model(window).numpy()[:, -1], atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+def test_a_few_training_steps_lower_the_loss(kind):
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    model = build_model(_config(kind, vocab_size=5, num_layers=1))
+    model.compile(
+        keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    pattern = np.tile(np.array([1, 2, 3, 4], np.int32), 40)
+    x = np.stack([pattern[i : i + 12] for i in range(16)])
+    y = np.stack([pattern[i + 1 : i + 13] for i in range(16)])
+    first = model.evaluate(x, y, verbose=0)
+    model.fit(
+        tf.data.Dataset.from_tensor_slices((x, y)).batch(8).repeat(),
+        steps_per_epoch=30,
+        verbose=0,
+        shuffle=False,
+    )
+    assert model.evaluate(x, y, verbose=0) < first * 0.7
+
+
+def test_bad_configs_are_rejected():
+    with pytest.raises(ValueError):
+        build_model(dataclasses.replace(_config("transformer"), num_heads=3))
+    with pytest.raises(ValueError):
+        build_model(_config("nope"))
