@@ -187,3 +187,36 @@ def test_bad_configs_are_rejected():
         build_model(dataclasses.replace(_config("transformer"), num_heads=3))
     with pytest.raises(ValueError):
         build_model(_config("nope"))
+
+
+def test_lecture_gradient_arithmetic_diag_09_11_after_49_steps():
+    from musicseq.gradients import linear_recurrence_gradient
+
+    grad = linear_recurrence_gradient([0.9, 1.1], steps=49)
+    np.testing.assert_allclose(grad, [0.9**49, 1.1**49], rtol=1e-9)
+    assert abs(grad[0] - 0.00573) < 1e-5 and abs(grad[1] - 106.7) < 0.05
+
+
+def test_state_gradient_norms_shapes_and_vanishing_in_simple_rnn():
+    from musicseq.gradients import state_gradient_norms
+
+    keras.utils.set_random_seed(0)
+    config = _config("simple_rnn", num_layers=1, units=32)
+    model = build_model(config)
+    ids = np.random.default_rng(0).integers(3, 11, size=(8, 41)).astype(np.int32)
+    norms = state_gradient_norms(model, config, ids)
+    assert norms.shape == (40,) and np.all(norms >= 0)
+    assert norms[30:].mean() < norms[:3].mean()  # far-away states get less gradient
+
+
+def test_held_out_loss_windows_score_every_character_once():
+    from musicseq.evaluate import _windows
+
+    for n, context in [(5, 8), (20, 8), (23, 8), (100, 16)]:
+        ids = np.arange(n + 1)
+        scored = []
+        for x, y, first in _windows(ids, context):
+            assert len(x) <= context
+            np.testing.assert_array_equal(y, x + 1)
+            scored += list(y[first:])
+        assert scored == list(range(1, n + 1))
