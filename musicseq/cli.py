@@ -116,11 +116,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--prime", default=None, help="ABC text every tune starts with (default 'X:1\\n')"
     )
+    p.add_argument("--meter", help="build a header prime with this meter, e.g. 6/8")
+    p.add_argument("--key", help="… and this key, e.g. Dmix, G, Ador (default D)")
+    p.add_argument("--title", help="… and this title")
+    p.add_argument("--length", help="… and this unit note length (default from the meter)")
     p.add_argument("--temperature", type=_positive_float, default=1.0)
+    p.add_argument(
+        "--top-k", type=_int, default=0, help="sample among the k likeliest characters (0: all)"
+    )
+    p.add_argument(
+        "--top-p", type=float, default=1.0, help="nucleus sampling probability in (0, 1]"
+    )
     p.add_argument("--seed", type=_int, default=0)
-    p.add_argument("--max-len", type=_positive_int, default=1200)
+    p.add_argument(
+        "--max-len", type=_positive_int, default=1200, help="characters per tune (hard cap 100000)"
+    )
     p.add_argument("--render", action="store_true", help="also write MIDI and WAV")
     p.add_argument("--no-wav", action="store_true", help="with --render: MIDI only")
+
+    p = sub.add_parser(
+        "export", help="write a TensorFlow SavedModel with generate/score signatures"
+    )
+    p.add_argument("model_dir", type=Path)
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="SavedModel directory, e.g. saved_models/NAME/savedmodel",
+    )
 
     p = sub.add_parser("render", help="render ABC files to MIDI and WAV")
     p.add_argument("files", nargs="+", type=Path)
@@ -191,7 +214,7 @@ def cmd_generate(args) -> int:
 
     config = SampleConfig(
         num=args.num, max_len=args.max_len, temperature=args.temperature, seed=args.seed,
-        prime=args.prime if args.prime is not None else SampleConfig.prime,
+        top_k=args.top_k, top_p=args.top_p, prime=_prime(args),
     )  # fmt: skip
     config.validate()
     _check_writable(args.out)
@@ -213,6 +236,33 @@ def cmd_generate(args) -> int:
     print(f"wrote {len(paths)} tunes to {args.out}")
     if args.render:
         _render_and_report(paths, args.out, wav=not args.no_wav)
+    return 0
+
+
+def _prime(args) -> str:
+    """The prime from --prime, or a header built from --meter/--key/--title/--length."""
+    from musicseq.config import SampleConfig
+    from musicseq.notation import make_header
+
+    shortcuts = [
+        f"--{n}" for n in ("meter", "key", "title", "length") if getattr(args, n) is not None
+    ]
+    if args.prime is not None and shortcuts:
+        raise UserError(f"--prime cannot be combined with {', '.join(shortcuts)}")
+    if args.prime is not None:
+        return args.prime.replace("\\n", "\n")  # allow a literal \n on the command line
+    if not shortcuts:
+        return SampleConfig.prime
+    return make_header(args.meter or "4/4", args.key or "D", args.title or "", args.length)
+
+
+def cmd_export(args) -> int:
+    from musicseq.export import export_savedmodel
+    from musicseq.train import load_model_dir
+
+    model, model_config, vocab = load_model_dir(args.model_dir)
+    path = export_savedmodel(model, model_config, vocab, args.out)
+    print(f"wrote SavedModel to {path} (signatures: generate, score)")
     return 0
 
 
@@ -291,14 +341,20 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
-COMMANDS = {"data": cmd_data, "train": cmd_train, "generate": cmd_generate, "render": cmd_render}
+COMMANDS = {
+    "data": cmd_data,
+    "train": cmd_train,
+    "generate": cmd_generate,
+    "export": cmd_export,
+    "render": cmd_render,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         args = build_parser().parse_args(argv)
-        if args.command in ("train", "generate"):
+        if args.command in ("train", "generate", "export"):
             from musicseq._tf import quiet_import
 
             quiet_import()

@@ -90,6 +90,8 @@ class SampleConfig:
     num: int = 4  # tunes generated together, as one batch
     max_len: int = 1200  # hard cap on generated characters per tune
     temperature: float = 1.0  # logits are divided by this
+    top_k: int = 0  # sample among the k most likely characters; 0 = all
+    top_p: float = 1.0  # nucleus: smallest set with this much probability; 1 = all
     seed: int = 0  # same seed, same tunes
     prime: str = "X:1\n"  # ABC text every tune starts with
 
@@ -100,6 +102,12 @@ class SampleConfig:
             raise ValueError(f"max-len must be in 1..100000, got {self.max_len}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not 0 <= self.top_k <= 100_000:
+            raise ValueError(f"top-k must be >= 0 (0 turns it off), got {self.top_k}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top-p must be in (0, 1], got {self.top_p}")
+        if not -(2**31) <= self.seed < 2**31:
+            raise ValueError(f"seed must fit in 32 bits, got {self.seed}")
         if not self.prime:
             raise ValueError("prime must not be empty")
 

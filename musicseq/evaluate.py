@@ -34,7 +34,9 @@ def _windows(ids: np.ndarray, context: int | None):
         start = min(start + stride, n - context)
 
 
-def tune_nats(model, model_config, vocab: Vocab, texts: list[str], batch_size: int = 16) -> np.ndarray:
+def tune_nats(
+    model, model_config, vocab: Vocab, texts: list[str], batch_size: int = 16
+) -> np.ndarray:
     """Total nats of each tune (``EOT`` + text + ``EOT``, scoring text and final ``EOT``)."""
     import tensorflow as tf
 
@@ -49,7 +51,9 @@ def tune_nats(model, model_config, vocab: Vocab, texts: list[str], batch_size: i
     @tf.function(reduce_retracing=True)
     def score(x, y, weight):
         logits = model(x, training=False)
-        nats = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=tf.cast(logits, tf.float32))
+        nats = tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=y, logits=tf.cast(logits, tf.float32)
+        )
         return tf.reduce_sum(nats * weight, axis=1)
 
     for start in range(0, len(pieces), batch_size):
@@ -68,7 +72,9 @@ def tune_nats(model, model_config, vocab: Vocab, texts: list[str], batch_size: i
     return totals
 
 
-def held_out_loss(model, model_config, vocab: Vocab, texts: list[str], batch_size: int = 16) -> dict:
+def held_out_loss(
+    model, model_config, vocab: Vocab, texts: list[str], batch_size: int = 16
+) -> dict:
     """Nats and bits per character over whole tunes, plus the counts behind them."""
     if not texts:
         raise ValueError("no tunes to evaluate")

@@ -1,15 +1,20 @@
-"""Generation: logits transforms and the compiled sampling loop.
+"""Generation: logits transforms and the compiled generation and scoring loops.
 
-One ``tf.function`` runs the whole generation: a ``tf.while_loop`` that feeds the prime,
-then samples, carrying the recurrent state, for ``num`` streams at once. Every stream stops
-at its own end-of-tune token. Sampling uses a stateless RNG keyed by ``(seed, step)``, so
-the same seed gives the same tunes.
+Each transform is a small function of ``(logits, parameter)`` that returns logits; the loop
+applies them in order (reserved-token mask, temperature, top-k, top-p) and samples. One
+``tf.function`` runs a whole generation call: a ``tf.while_loop`` that first feeds the prime
+and then samples, carrying the model's state (recurrent state, or the Transformer's
+key/value cache), for ``num`` streams at once; each stream stops at its own end-of-tune
+token. Sampling uses a stateless RNG keyed by ``(seed, step)``: the same seed and arguments
+give the same tunes, in process and in the exported SavedModel.
 """
 
 from __future__ import annotations
 
 from musicseq.config import SampleConfig
 from musicseq.vocab import EOT, PAD, UNK, Vocab
+
+NEG_INF = float("-inf")
 
 
 def check_prime(prime: str, vocab: Vocab) -> None:
@@ -20,86 +25,155 @@ def check_prime(prime: str, vocab: Vocab) -> None:
         raise ValueError(f"prime contains characters outside the model's vocabulary: {shown}")
 
 
+# --- logits transforms: (batch, vocab) float32 -> (batch, vocab) -------------------------
+
+
+def mask_reserved(logits):
+    """Padding and unknown tokens can never be sampled (end-of-tune can)."""
+    import tensorflow as tf
+
+    banned = tf.reduce_any(
+        tf.one_hot([PAD, UNK], tf.shape(logits)[-1], on_value=True, off_value=False), 0
+    )
+    return tf.where(banned[None, :], NEG_INF, logits)
+
+
 def apply_temperature(logits, temperature):
-    """Divide logits by the temperature (float32)."""
+    """``logits / temperature``; temperature must be > 0 (checked by the caller)."""
     import tensorflow as tf
 
     return tf.cast(logits, tf.float32) / temperature
 
 
-def mask_reserved(logits):
-    """Forbid padding and unknown tokens: their logits become -inf (end-of-tune stays)."""
+def top_k_filter(logits, k):
+    """Keep the ``k`` largest logits per row; ``k <= 0`` keeps all."""
     import tensorflow as tf
 
     vocab_size = tf.shape(logits)[-1]
-    banned = tf.reduce_any(tf.one_hot([PAD, UNK], vocab_size, on_value=True, off_value=False), 0)
-    return tf.where(banned[None, :], tf.constant(float("-inf"), logits.dtype), logits)
+    k = tf.where(k <= 0, vocab_size, tf.minimum(k, vocab_size))
+    kth = tf.gather(tf.sort(logits, axis=-1, direction="DESCENDING"), k - 1, axis=-1)  # (batch,)
+    return tf.where(logits < kth[:, None], NEG_INF, logits)
+
+
+def top_p_filter(logits, p):
+    """Nucleus sampling: keep the smallest set of tokens whose probability reaches ``p``."""
+    import tensorflow as tf
+
+    ordered = tf.sort(logits, axis=-1, direction="DESCENDING")
+    probs = tf.nn.softmax(ordered, axis=-1)
+    before = tf.cumsum(probs, axis=-1, exclusive=True)  # probability of the tokens ranked above
+    kept = tf.where(before < p, ordered, tf.constant(float("inf")))  # the first is always kept
+    threshold = tf.reduce_min(kept, axis=-1)  # smallest kept logit
+    filtered = tf.where(logits < threshold[:, None], NEG_INF, logits)
+    return tf.where(p >= 1.0, logits, filtered)
+
+
+# --- compiled loops -------------------------------------------------------------------------
 
 
 class Sampler:
-    """Compiled batched sampler for one model.
+    """Compiled batched generation and scoring for one model.
 
-    ``step_fn`` is ``(initial_state, step)`` from :func:`musicseq.models.step_function`.
+    ``initial_state`` and ``step`` come from :func:`musicseq.models.step_function`.
     """
 
     def __init__(self, initial_state, step):
         import tensorflow as tf
 
-        self._initial_state = initial_state
-        self._step = step
-        self._loop = tf.function(self._generate, reduce_retracing=True)
+        self.initial_state = initial_state
+        self.step = step
+        self.generate_ids = tf.function(self._generate, reduce_retracing=True)
+        self.score_ids = tf.function(self._score, reduce_retracing=True)
 
-    def _generate(self, prime, num, max_len, temperature, seed):
+    def _generate(self, prime, num, max_len, temperature, top_k, top_p, seed):
+        """``prime`` (P,) int32 starting with EOT -> (num, <= max_len) int32 sampled ids."""
         import tensorflow as tf
 
         prime_len = tf.shape(prime)[0]
-        total = prime_len - 1 + max_len  # steps: feed the prime, then sample max_len tokens
-        states = self._initial_state(num)
+        total = prime_len - 1 + max_len  # feed the prime, then sample max_len tokens
+        state = self.initial_state(num)
         tokens = tf.fill([num], prime[0])
         done = tf.zeros([num], tf.bool)
         out = tf.TensorArray(tf.int32, size=0, dynamic_size=True)
 
-        def cond(i, tokens, states, done, out):
+        def cond(i, tokens, state, done, out):
             return (i < total) & ~tf.reduce_all(done)
 
-        def body(i, tokens, states, done, out):
-            logits, states = self._step(tokens, states)  # (num, vocab)
+        def body(i, tokens, state, done, out):
+            logits, state = self.step(tokens, state)  # (num, vocab)
             logits = mask_reserved(apply_temperature(logits, temperature))
-            sampled = tf.random.stateless_categorical(logits, 1, seed=tf.stack([seed, i]))[:, 0]
-            sampled = tf.cast(sampled, tf.int32)
+            logits = top_p_filter(top_k_filter(logits, top_k), top_p)
+            sampled = tf.random.stateless_categorical(
+                logits, 1, seed=tf.stack([seed, i]), dtype=tf.int32
+            )[:, 0]
             in_prime = i + 1 < prime_len
             forced = tf.fill([num], prime[tf.minimum(i + 1, prime_len - 1)])
             next_tokens = tf.where(in_prime, forced, tf.where(done, PAD, sampled))
             done = done | (~in_prime & tf.equal(next_tokens, EOT))
-            out = out.write(i, next_tokens)
-            return i + 1, next_tokens, states, done, out
+            return i + 1, next_tokens, state, done, out.write(i, next_tokens)
 
         _, _, _, _, out = tf.while_loop(
-            cond, body, (tf.constant(0), tokens, states, done, out), maximum_iterations=total
+            cond, body, (tf.constant(0), tokens, state, done, out), maximum_iterations=total
         )
         generated = tf.transpose(out.stack())  # (num, steps)
-        return generated[:, prime_len - 1 :]  # (num, <= max_len): sampled part only
+        return generated[:, prime_len - 1 :]  # the sampled part only
 
-    def __call__(self, prime_ids: list[int], num: int, max_len: int, temperature: float, seed: int):
+    def _score(self, ids, lengths):
+        """Mean nats per predicted token of each row: ``ids`` (batch, T) padded, ``lengths`` (batch,)."""
         import tensorflow as tf
 
-        result = self._loop(
+        batch, steps = tf.shape(ids)[0], tf.shape(ids)[1]
+        state = self.initial_state(batch)
+        total = tf.zeros([batch], tf.float32)
+
+        def body(t, state, total):
+            logits, state = self.step(ids[:, t], state)
+            nats = tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=ids[:, t + 1], logits=tf.cast(logits, tf.float32)
+            )
+            return t + 1, state, total + tf.where(t + 1 < lengths, nats, 0.0)
+
+        _, _, total = tf.while_loop(
+            lambda t, *_: t < steps - 1, body, (tf.constant(0), state, total)
+        )
+        return total / tf.cast(tf.maximum(lengths - 1, 1), tf.float32)
+
+    def __call__(self, prime_ids, num, max_len, temperature=1.0, top_k=0, top_p=1.0, seed=0):
+        import tensorflow as tf
+
+        result = self.generate_ids(
             tf.constant(prime_ids, tf.int32),
             tf.constant(num, tf.int32),
             tf.constant(max_len, tf.int32),
             tf.constant(temperature, tf.float32),
+            tf.constant(top_k, tf.int32),
+            tf.constant(top_p, tf.float32),
             tf.constant(seed, tf.int32),
         )
         return result.numpy()
 
 
-def generate(model, model_config, vocab: Vocab, config: SampleConfig) -> list[str]:
+def sampler_for(model, model_config) -> Sampler:
+    from musicseq.models import step_function
+
+    return Sampler(*step_function(model, model_config))
+
+
+def generate(
+    model, model_config, vocab: Vocab, config: SampleConfig, sampler: Sampler | None = None
+) -> list[str]:
     """Generate ``config.num`` tunes; each is the prime followed by sampled text up to EOT."""
     config.validate()
     check_prime(config.prime, vocab)
-    from musicseq.models import step_function
-
-    sampler = Sampler(*step_function(model, model_config))
+    sampler = sampler or sampler_for(model, model_config)
     prime_ids = [EOT] + vocab.encode(config.prime)  # every training tune follows an EOT
-    ids = sampler(prime_ids, config.num, config.max_len, config.temperature, config.seed)
+    ids = sampler(
+        prime_ids,
+        config.num,
+        config.max_len,
+        config.temperature,
+        config.top_k,
+        config.top_p,
+        config.seed,
+    )
     return [config.prime + vocab.decode(row) for row in ids]

@@ -52,7 +52,9 @@ def main() -> None:
             args.data,
             model_dir,
             ModelConfig(kind=kind, vocab_size=1, **SIZES[kind]),
-            TrainConfig(seq_len=128, batch_size=32, minutes=args.minutes, steps_per_epoch=100, seed=0),
+            TrainConfig(
+                seq_len=128, batch_size=32, minutes=args.minutes, steps_per_epoch=100, seed=0
+            ),
             verbose=0,
         )
         seconds = time.monotonic() - started

@@ -95,7 +95,9 @@ def main() -> None:
     for label, clipnorm in (("clipnorm=1.0", 1.0), ("no clipping", None)):
         losses, norms = clipped_run(train_stream, vocab, clipnorm, clip_steps, args.seed)
         results["clipping"][label] = {"loss": losses, "grad_norm": norms}
-        print(f"IRNN lr 1e-2 {label:13s}: final loss {np.mean(losses[-20:]):.3f}, max grad norm {max(norms):.1f}")
+        print(
+            f"IRNN lr 1e-2 {label:13s}: final loss {np.mean(losses[-20:]):.3f}, max grad norm {max(norms):.1f}"
+        )
 
     import matplotlib
 
@@ -105,7 +107,9 @@ def main() -> None:
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(16, 4.5))
     for kind, series in results["kinds"].items():
         (line,) = ax1.semilogy(series["trained"], label=f"{kind} (trained {args.steps} steps)")
-        ax1.semilogy(series["init"], "--", color=line.get_color(), alpha=0.6, label=f"{kind} (init)")
+        ax1.semilogy(
+            series["init"], "--", color=line.get_color(), alpha=0.6, label=f"{kind} (init)"
+        )
     ax1.set_xlabel("distance from the loss (characters)")
     ax1.set_ylabel("mean ||dL/dh_t||")
     ax1.set_title("Gradient flow through time, 128 units")

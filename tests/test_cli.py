@@ -94,3 +94,30 @@ def test_end_to_end_in_a_subprocess(tmp_path, data_dir):
     assert "tune  title" in done.stdout and "Test" in done.stdout
     assert sorted(p.name for p in out.glob("*.abc")) == ["tune_001.abc", "tune_002.abc"]
     assert "Traceback" not in done.stderr
+
+
+def test_generate_controls_are_checked_before_the_model_is_loaded(capsys, tmp_path):
+    missing = str(tmp_path / "no_model")
+    out = str(tmp_path / "g")
+    _one_line_error(capsys, 2, ["generate", missing, "--out", out, "--key", "H#"], "unknown key")
+    _one_line_error(capsys, 2, ["generate", missing, "--out", out, "--meter", "7"], "bad meter")
+    _one_line_error(capsys, 2, ["generate", missing, "--out", out, "--top-p", "1.5"], "top-p")
+    _one_line_error(capsys, 2, ["generate", missing, "--out", out, "--top-k", "-2"], "top-k")
+    _one_line_error(
+        capsys,
+        2,
+        ["generate", missing, "--out", out, "--prime", "X:1", "--key", "G"],
+        "cannot be combined",
+    )
+
+
+def test_generate_with_header_shortcuts_and_export(capsys, tmp_path, tiny_model_dir):
+    out = tmp_path / "g"
+    argv = ["generate", str(tiny_model_dir), "--out", str(out), "--num", "2", "--max-len", "40",
+            "--meter", "6/8", "--key", "G", "--title", "../../etc/x", "--top-k", "5", "--top-p", "0.9"]  # fmt: skip
+    assert main(argv) == 0
+    texts = [p.read_text() for p in sorted(out.iterdir())]
+    assert [p.name for p in sorted(out.iterdir())] == ["tune_001.abc", "tune_002.abc"]
+    assert all(t.startswith("X:1\nT:../../etc/x\nM:6/8\nL:1/8\nK:G\n") for t in texts)
+    assert main(["export", str(tiny_model_dir), "--out", str(tmp_path / "sm")]) == 0
+    assert (tmp_path / "sm" / "saved_model.pb").is_file()

@@ -352,3 +352,43 @@ def count_bars(tune: Tune) -> int:
         music = re.sub(r'"[^"]*"', "", line)
         count += sum(1 for m in _BAR_RE.finditer(music) if "|" in m.group() or "::" in m.group())
     return count
+
+
+_KEY_RE = re.compile(
+    r"^(?P<tonic>[A-G][#b]?)\s*(?P<mode>|m|min|minor|maj|major|ion|ionian|mix|mixolydian|dor|dorian"
+    r"|phr|phrygian|lyd|lydian|loc|locrian|aeo|aeolian)$",
+    re.IGNORECASE,
+)
+
+
+def parse_key(text: str) -> tuple[str, str]:
+    """Parse a key such as ``G``, ``Dmix``, ``F#m``, ``Bb major``, ``HP``, ``none``.
+
+    Returns ``(tonic, mode)`` with the mode's three-letter form (``maj`` when omitted);
+    raises ``ValueError`` for anything else. Accidentals after the mode are ignored.
+    """
+    value = text.strip().split(" ^")[0].split(" _")[0].split(" =")[0].strip()
+    if value in ("HP", "Hp", "none", ""):
+        return value or "none", ""
+    match = _KEY_RE.match(value)
+    if not match or match.group("tonic")[0].islower():
+        raise ValueError(f"unknown key {text!r} (examples: G, Dmix, Ador, F#m, Bb)")
+    mode = match.group("mode").lower()[:3] or "maj"
+    mode = {"m": "min", "ion": "maj", "aeo": "min"}.get(mode, mode)
+    return match.group("tonic"), mode
+
+
+def make_header(
+    meter: str = "4/4", key: str = "D", title: str = "", length: str | None = None
+) -> str:
+    """A valid ABC header (``X:``, ``T:``, ``M:``, ``L:``, ``K:``) to prime generation with.
+
+    Raises ``ValueError`` for a meter, length or key that ABC would not accept.
+    """
+    parsed_meter = parse_meter(meter)
+    unit = parse_length(length) if length else default_unit_length(parsed_meter)
+    parse_key(key)
+    title = _ascii_text(title).replace("\n", " ").strip()
+    lines = ["X:1"] + ([f"T:{title}"] if title else [])
+    lines += [f"M:{meter.strip()}", f"L:{unit.numerator}/{unit.denominator}", f"K:{key.strip()}"]
+    return "\n".join(lines) + "\n"

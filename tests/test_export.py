@@ -1,0 +1,94 @@
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from musicseq.config import MODEL_KINDS, ModelConfig, SampleConfig, TrainConfig
+from musicseq.export import call_generate, export_savedmodel
+from musicseq.sampling import generate
+from musicseq.train import load_model_dir, train
+
+NO_MUSICSEQ = textwrap.dedent(
+    """
+    import sys
+    sys.modules["musicseq"] = None  # make sure nothing of musicseq can be imported
+    try:
+        import musicseq  # noqa
+        raise SystemExit("musicseq was importable")
+    except ImportError:
+        pass
+    import tensorflow as tf
+    m = tf.saved_model.load(sys.argv[1])
+    out = m.signatures["generate"](prime=tf.constant("X:1\\n"), num_tunes=tf.constant(3),
+        max_len=tf.constant(80), temperature=tf.constant(0.9), top_k=tf.constant(0),
+        top_p=tf.constant(0.95), seed=tf.constant(11))["tunes"].numpy()
+    scores = m.signatures["score"](text=tf.constant(["X:1\\nK:G\\nABc|\\n", "X:2\\n"]))["nats_per_char"].numpy()
+    print(repr([t.decode() for t in out]))
+    print(repr(scores.tolist()))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def kind_models(tmp_path_factory, data_dir):
+    dirs = {}
+    for kind in MODEL_KINDS:
+        out = tmp_path_factory.mktemp(kind)
+        train(data_dir / "three.abc", out,
+              ModelConfig(kind=kind, units=16, embedding_dim=8, num_heads=2, context=32, vocab_size=1),
+              TrainConfig(seq_len=32, batch_size=4, steps=3, seed=0), log=lambda _m: None, verbose=0)  # fmt: skip
+        dirs[kind] = out
+    return dirs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+def test_savedmodel_generates_like_in_process_and_without_musicseq(kind, kind_models, tmp_path):
+    model, config, vocab = load_model_dir(kind_models[kind])
+    path = export_savedmodel(model, config, vocab, tmp_path / "savedmodel")
+    sample = SampleConfig(num=3, max_len=80, temperature=0.9, top_p=0.95, seed=11)
+    expected = generate(model, config, vocab, sample)
+    import tensorflow as tf
+
+    assert call_generate(tf.saved_model.load(str(path)), sample) == expected
+    done = subprocess.run(
+        [sys.executable, "-c", NO_MUSICSEQ, str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    assert eval(lines[-2]) == expected  # noqa: S307 - our own subprocess's repr output
+    scores = eval(lines[-1])  # noqa: S307
+    assert len(scores) == 2 and all(0 < s < 10 for s in scores)
+
+
+def test_score_matches_held_out_loss(kind_models, tmp_path):
+    import tensorflow as tf
+
+    from musicseq.evaluate import held_out_loss
+
+    model, config, vocab = load_model_dir(kind_models["lstm"])
+    path = export_savedmodel(model, config, vocab, tmp_path / "sm")
+    texts = ["X:1\nT:a\nK:G\nABcd|dcBA|\n", "X:2\nK:D\nDEF|\n"]
+    scores = (
+        tf.saved_model.load(str(path))
+        .signatures["score"](text=tf.constant(texts))["nats_per_char"]
+        .numpy()
+    )
+    for text, score in zip(texts, scores):
+        assert abs(held_out_loss(model, config, vocab, [text])["nats_per_char"] - score) < 1e-4
+
+
+def test_saved_model_cli_lists_signatures(kind_models, tmp_path):
+    import shutil
+
+    model, config, vocab = load_model_dir(kind_models["gru"])
+    path = export_savedmodel(model, config, vocab, tmp_path / "sm")
+    cli = shutil.which("saved_model_cli") or str(
+        __import__("pathlib").Path(sys.executable).parent / "saved_model_cli"
+    )
+    done = subprocess.run(
+        [cli, "show", "--dir", str(path), "--all"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-1000:]
+    assert "signature_def['generate']" in done.stdout and "signature_def['score']" in done.stdout
