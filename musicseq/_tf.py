@@ -11,8 +11,8 @@ import os
 import sys
 
 
-def quiet_import() -> None:
-    """Import tensorflow and initialise its devices with stderr (fd 2) sent to /dev/null."""
+def quiet_import(init_devices: bool = True) -> None:
+    """Import tensorflow (and initialise its devices) with stderr (fd 2) sent to /dev/null."""
     if "tensorflow" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -23,10 +23,10 @@ def quiet_import() -> None:
             os.dup2(devnull.fileno(), 2)
             import tensorflow as tf
 
-            tf.config.list_logical_devices()
-            tf.transpose(
-                tf.constant([[1]], dtype=tf.int32)
-            )  # first int32 transpose logs a oneDNN notice
+            if init_devices:
+                tf.config.list_logical_devices()
+                # The first int32 transpose logs a oneDNN notice: let it happen here.
+                tf.transpose(tf.constant([[1]], dtype=tf.int32))
     finally:
         os.dup2(saved, 2)
         os.close(saved)

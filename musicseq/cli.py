@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from musicseq import __version__
-from musicseq.config import MODEL_KINDS
+from musicseq.config import MODEL_KINDS, PRECISIONS, STRATEGIES
 from musicseq.errors import UserError
 
 DEFAULT_DATA = Path("data/abc")
@@ -105,6 +105,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-clip", action="store_true", help="turn gradient clipping off")
     p.add_argument("--seed", type=_int, default=0)
+    p.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"))
+    p.add_argument(
+        "--warmup-steps", type=int, default=0, help="linear warm-up before the cosine decay"
+    )
+    p.add_argument("--early-stopping", type=_positive_int, metavar="PATIENCE",
+                   help="stop when validation loss has not improved for this many epochs (keeps the best weights)")  # fmt: skip
+    p.add_argument(
+        "--save-every", type=_positive_int, default=200, help="steps between resumable checkpoints"
+    )
+    p.add_argument(
+        "--restart", action="store_true", help="ignore an existing checkpoint and start fresh"
+    )
+    p.add_argument("--strategy", default="auto", choices=STRATEGIES, help="tf.distribute strategy")
+    p.add_argument(
+        "--precision", default="float32", choices=PRECISIONS, help="mixed precision (GPU/TPU)"
+    )
+    p.add_argument(
+        "--jit-compile", action="store_true", help="XLA-compile the train step (GPU/TPU)"
+    )
+    p.add_argument("--deterministic", action="store_true", help="TensorFlow op determinism")
+    p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("generate", help="generate tunes from a trained model")
@@ -200,12 +221,23 @@ def cmd_train(args) -> int:
         seq_len=args.seq_len, batch_size=args.batch_size, learning_rate=args.learning_rate,
         clipnorm=None if args.no_clip else args.clipnorm, steps=args.steps,
         epochs=args.epochs or 1, minutes=args.minutes, steps_per_epoch=args.steps_per_epoch,
-        seed=args.seed,
+        seed=args.seed, lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps,
+        early_stopping=args.early_stopping, save_every=args.save_every, strategy=args.strategy,
+        precision=args.precision, jit_compile=args.jit_compile, deterministic=args.deterministic,
+        tensorboard=not args.no_tensorboard,
     )  # fmt: skip
+    train_config.validate()
     data = _training_data(args.data)
     from musicseq.train import train
 
-    train(data, args.out, model_config, train_config, verbose=0 if args.quiet else "auto")
+    train(
+        data,
+        args.out,
+        model_config,
+        train_config,
+        verbose=0 if args.quiet else "auto",
+        restart=args.restart,
+    )
     return 0
 
 
@@ -357,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("train", "generate", "export"):
             from musicseq._tf import quiet_import
 
-            quiet_import()
+            # Multi-worker collectives must be configured before TensorFlow initialises devices.
+            quiet_import(init_devices=getattr(args, "strategy", None) != "multi_worker")
         return COMMANDS[args.command](args)
     except UserError as exc:
         print(f"musicseq: error: {exc}", file=sys.stderr)

@@ -13,6 +13,10 @@ FORMAT_VERSION = 1  # bump when a model directory's layout changes incompatibly
 
 MODEL_KINDS = ("rnn_scratch", "simple_rnn", "lstm", "gru", "transformer")
 RECURRENT_KINDS = ("rnn_scratch", "simple_rnn", "lstm", "gru")
+STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+# TrainConfig fields that may change between a run and its resumption (the budget).
+BUDGET_FIELDS = ("steps", "epochs", "minutes")
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,15 @@ class TrainConfig:
     minutes: float | None = None  # wall-clock budget; training stops when it is spent
     steps_per_epoch: int | None = None  # validation/checkpoint cadence; default: one pass
     seed: int = 0  # weights, data order and dropout
+    lr_schedule: str = "constant"  # constant | cosine (cosine decay after a linear warm-up)
+    warmup_steps: int = 0  # linear warm-up steps for the cosine schedule
+    early_stopping: int | None = None  # patience in epochs on validation loss (best weights kept)
+    save_every: int = 200  # steps between resumable checkpoints (and at every epoch end)
+    strategy: str = "auto"  # auto | default | one_device | mirrored | multi_worker | tpu
+    precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16 (GPU/TPU)
+    jit_compile: bool = False  # XLA-compile the train step (GPU/TPU; no gain measured on CPU)
+    deterministic: bool = False  # TensorFlow op determinism (slower; reproducible on CPU)
+    tensorboard: bool = True  # write TensorBoard logs to MODEL_DIR/logs
 
     def validate(self) -> None:
         for name in ("seq_len", "batch_size", "epochs"):
@@ -81,6 +94,24 @@ class TrainConfig:
             raise ValueError(f"learning rate must be positive, got {self.learning_rate}")
         if self.clipnorm is not None and not self.clipnorm > 0:
             raise ValueError(f"clipnorm must be positive, got {self.clipnorm}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr schedule must be constant or cosine, got {self.lr_schedule!r}")
+        if self.lr_schedule == "cosine" and self.steps is None and self.minutes is not None:
+            raise ValueError(
+                "the cosine schedule needs a step budget (--steps or --epochs), not --minutes"
+            )
+        if self.warmup_steps < 0 or self.save_every <= 0:
+            raise ValueError("warm-up steps must be >= 0 and save-every > 0")
+        if self.early_stopping is not None and self.early_stopping <= 0:
+            raise ValueError(f"early-stopping patience must be positive, got {self.early_stopping}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,10 @@ def window_count(stream_len: int, seq_len: int) -> tuple[int, int]:
 def training_dataset(stream: np.ndarray, seq_len: int, batch_size: int, seed: int):
     """Endless shuffled batches of ``(x, y)``, shape ``(batch, seq_len)`` each.
 
-    Each pass over the stream starts at a random offset in ``[0, seq_len)`` so that window
-    boundaries move from pass to pass; windows are shuffled within and across passes.
+    Pass ``p`` over the stream starts at a random offset in ``[0, seq_len)`` (so window
+    boundaries move from pass to pass) and visits its windows in a random order. Both come
+    from stateless RNG keyed by ``(seed, p)``: the order is the same however the pipeline is
+    rewritten (e.g. re-batched per replica by a ``tf.distribute`` strategy).
     """
     import tensorflow as tf
 
@@ -47,12 +49,13 @@ def training_dataset(stream: np.ndarray, seq_len: int, batch_size: int, seed: in
     ids = tf.constant(stream, dtype=tf.int32)
     span = tf.range(seq_len + 1, dtype=tf.int32)
 
-    def starts_for(offset):
-        k = tf.data.Dataset.range(per_offset)
-        return k.map(lambda i: tf.cast(offset, tf.int32) + tf.cast(i, tf.int32) * seq_len)
+    def starts_for_pass(p):
+        key = tf.stack([tf.constant(seed, tf.int64), p])
+        offset = tf.random.stateless_uniform([], key, maxval=offsets, dtype=tf.int32)
+        order = tf.argsort(tf.random.stateless_uniform([per_offset], key + [0, 1 << 40]))
+        return tf.data.Dataset.from_tensor_slices(offset + tf.cast(order, tf.int32) * seq_len)
 
-    ds = tf.data.Dataset.random(seed=seed).map(lambda r: r % offsets).flat_map(starts_for)
-    ds = ds.shuffle(min(per_offset, 20_000), seed=seed, reshuffle_each_iteration=True)
+    ds = tf.data.Dataset.range(1 << 62).flat_map(starts_for_pass)
     ds = ds.batch(batch_size, drop_remainder=True)
     ds = ds.map(lambda s: _split_windows(tf.gather(ids, s[:, None] + span)), num_parallel_calls=2)
     return ds.prefetch(tf.data.AUTOTUNE)
