@@ -61,3 +61,46 @@ def test_load_rejects_incomplete_or_mismatched_dirs(tiny_model_dir, tmp_path):
     (broken / "config.json").write_text(json.dumps(config))
     with pytest.raises(UserError, match="incompatible"):
         load_model_dir(broken)
+
+
+def test_tensorboard_logs_and_checkpoint_are_written(tiny_model_dir):
+    events = list((tiny_model_dir / "logs").rglob("events.out.tfevents.*"))
+    assert events, "no TensorBoard event files"
+    assert (tiny_model_dir / "checkpoint" / "state.json").is_file()
+
+
+def test_cosine_schedule_warms_up_then_decays(tmp_path, data_dir):
+    history = train(
+        data_dir / "three.abc",
+        tmp_path / "m",
+        ModelConfig(kind="gru", units=16, embedding_dim=8, vocab_size=1),
+        TrainConfig(seq_len=32, batch_size=4, steps=40, steps_per_epoch=5, seed=0,
+                    lr_schedule="cosine", warmup_steps=10, tensorboard=False),  # fmt: skip
+        log=lambda _m: None,
+        verbose=0,
+    )
+    lr = history["learning_rate"]
+    assert lr[0] < lr[1] and lr[-1] < lr[2] and max(lr) <= 2e-3 + 1e-9
+
+
+def test_early_stopping_restores_best_weights(tmp_path, data_dir):
+    history = train(
+        data_dir / "irish.abc",
+        tmp_path / "m",
+        ModelConfig(kind="simple_rnn", units=16, embedding_dim=8, vocab_size=1),
+        TrainConfig(seq_len=32, batch_size=8, epochs=30, steps_per_epoch=5, seed=0, learning_rate=3.0,
+                    clipnorm=None, early_stopping=1, tensorboard=False),  # fmt: skip
+        log=lambda _m: None,
+        verbose=0,
+    )
+    assert len(history["val_loss"]) < 30  # a learning rate of 3 diverges: stopped early
+
+
+def test_rerun_of_a_finished_run_does_not_train_again(tmp_path, data_dir):
+    args = (data_dir / "three.abc", tmp_path / "m", ModelConfig(kind="lstm", units=8, embedding_dim=4, vocab_size=1),
+            TrainConfig(seq_len=16, batch_size=4, steps=6, seed=0, tensorboard=False))  # fmt: skip
+    first = train(*args, log=lambda _m: None, verbose=0)
+    again = train(*args, log=lambda _m: None, verbose=0)
+    assert again["steps"] == first["steps"] == 6 and again["weights_sha256"] == first["weights_sha256"]
+    fresh = train(*args, log=lambda _m: None, verbose=0, restart=True)
+    assert fresh["steps"] == 6 and fresh["weights_sha256"] == first["weights_sha256"]  # seeded: same run
