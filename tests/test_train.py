@@ -74,8 +74,16 @@ def test_cosine_schedule_warms_up_then_decays(tmp_path, data_dir):
         data_dir / "three.abc",
         tmp_path / "m",
         ModelConfig(kind="gru", units=16, embedding_dim=8, vocab_size=1),
-        TrainConfig(seq_len=32, batch_size=4, steps=40, steps_per_epoch=5, seed=0,
-                    lr_schedule="cosine", warmup_steps=10, tensorboard=False),  # fmt: skip
+        TrainConfig(
+            seq_len=32,
+            batch_size=4,
+            steps=40,
+            steps_per_epoch=5,
+            seed=0,
+            lr_schedule="cosine",
+            warmup_steps=10,
+            tensorboard=False,
+        ),  # fmt: skip
         log=lambda _m: None,
         verbose=0,
     )
@@ -88,8 +96,17 @@ def test_early_stopping_restores_best_weights(tmp_path, data_dir):
         data_dir / "irish.abc",
         tmp_path / "m",
         ModelConfig(kind="simple_rnn", units=16, embedding_dim=8, vocab_size=1),
-        TrainConfig(seq_len=32, batch_size=8, epochs=30, steps_per_epoch=5, seed=0, learning_rate=3.0,
-                    clipnorm=None, early_stopping=1, tensorboard=False),  # fmt: skip
+        TrainConfig(
+            seq_len=32,
+            batch_size=8,
+            epochs=30,
+            steps_per_epoch=5,
+            seed=0,
+            learning_rate=3.0,
+            clipnorm=None,
+            early_stopping=1,
+            tensorboard=False,
+        ),  # fmt: skip
         log=lambda _m: None,
         verbose=0,
     )
@@ -101,6 +118,10 @@ def test_rerun_of_a_finished_run_does_not_train_again(tmp_path, data_dir):
             TrainConfig(seq_len=16, batch_size=4, steps=6, seed=0, tensorboard=False))  # fmt: skip
     first = train(*args, log=lambda _m: None, verbose=0)
     again = train(*args, log=lambda _m: None, verbose=0)
-    assert again["steps"] == first["steps"] == 6 and again["weights_sha256"] == first["weights_sha256"]
+    assert (
+        again["steps"] == first["steps"] == 6 and again["weights_sha256"] == first["weights_sha256"]
+    )
     fresh = train(*args, log=lambda _m: None, verbose=0, restart=True)
-    assert fresh["steps"] == 6 and fresh["weights_sha256"] == first["weights_sha256"]  # seeded: same run
+    assert (
+        fresh["steps"] == 6 and fresh["weights_sha256"] == first["weights_sha256"]
+    )  # seeded: same run

@@ -1,0 +1,531 @@
+"""The ABC checker: headers, tokens, bar durations and repeat structure of one tune.
+
+Pure Python and linear in the length of the tune. Durations are exact fractions of a whole
+note. A bar is *mid-section* when it is neither the first bar of a section (which may be a
+pickup) nor the last bar before a section boundary (which may close it), where boundaries
+are the start and end of the tune, repeat signs, double bars, endings and meter changes.
+Only mid-section bars are expected to fill the meter exactly.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from musicseq.notation.tunebook import (
+    ABCError,
+    Tune,
+    default_unit_length,
+    parse_key,
+    parse_length,
+    parse_meter,
+    parse_tune,
+)
+
+NOTE_LETTERS = frozenset("ABCDEFGabcdefg")
+REST_LETTERS = frozenset("zx")
+# ABC 2.1: '.' '~' and the letters H-W, h-w (redefinable with U:) are decoration shortcuts.
+DECORATION_SHORTCUTS = (
+    frozenset(".~") | frozenset("HIJKLMNOPQRSTUVW") | frozenset("hijklmnopqrstuvw")
+)
+IGNORED = frozenset(" \t`\\y$*")
+MAX_PROBLEMS = 50
+# Durations are counted in ticks of 1/TICKS of a whole note (ints: fast); a value that is
+# not a whole number of ticks stays an exact Fraction.
+TICKS = 2**12 * 3**3 * 5 * 7
+_LENGTH_SUFFIX = re.compile(r"\d*(?:/+\d*)*")
+_NOTE = re.compile(r"[\^_=]*[A-Ga-g][,']*(\d*(?:/+\d*)*)")
+NOTE_START = frozenset("^_=ABCDEFGabcdefg")
+_MULTIPLIERS: dict[str, Fraction] = {}
+
+
+def _whole(value):
+    """An int when ``value`` is a whole number, else the value itself."""
+    return int(value) if value == int(value) else value
+
+
+def _multiplier(suffix: str) -> Fraction:
+    """Note-length suffix ``2``, ``/2``, ``3/2``, ``/``, ``//`` → its multiplier (cached)."""
+    value = _MULTIPLIERS.get(suffix)
+    if value is None:
+        head, *rest = suffix.split("/")
+        value = Fraction(int(head[:5]) if head else 1)
+        for part in rest:
+            value /= int(part[:5]) if part else 2
+        if len(_MULTIPLIERS) < 10_000:
+            _MULTIPLIERS[suffix] = value
+    return value
+
+
+# Bar lines and repeats: |  ||  |]  [|  |:  :|  ::  :|:  and the ending marker [1
+_BAR_TOKEN = re.compile(r"\[\|\]|:*\[\||:*\|+\]?:*|::+|\[(?=\d)")
+# "+trill+" is a decoration, "+E3A3+" an abc 1.6 chord (O'Neill's uses them).
+_PLUS_DECORATION = re.compile(r"[a-z]+|[<>]|\d|\.|[a-zA-Z]+\(|[a-zA-Z]+\)|mf|mp|pp+|ff+|sfz")
+_ENDING = re.compile(r"\d+(?:[,-]\d+)*")
+
+
+@dataclass
+class Bar:
+    """One bar: where it starts, its duration, and whether it touches a section boundary."""
+
+    line: int
+    column: int
+    duration: Fraction
+    expected: Fraction | None  # the meter's bar length; None for free meter
+    opens_section: bool = False
+    closes_section: bool = False
+
+    @property
+    def mid_section(self) -> bool:
+        return not (self.opens_section or self.closes_section)
+
+    @property
+    def exact(self) -> bool:
+        return self.expected is not None and self.duration == self.expected
+
+
+@dataclass
+class CheckReport:
+    """What the checker found in one tune."""
+
+    headers_ok: bool = False
+    bars: list[Bar] = field(default_factory=list)
+    repeats_balanced: bool = True
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def mid_section_bars(self) -> list[Bar]:
+        return [b for b in self.bars if b.mid_section and b.expected is not None]
+
+    @property
+    def bars_checked(self) -> int:
+        return len(self.mid_section_bars)
+
+    @property
+    def bars_exact(self) -> int:
+        return sum(b.exact for b in self.mid_section_bars)
+
+    @property
+    def all_bars_exact(self) -> bool:
+        return self.bars_checked > 0 and self.bars_exact == self.bars_checked
+
+    @property
+    def ok(self) -> bool:
+        """Headers fine, repeats balanced, every mid-section bar exact, no token problems."""
+        return (
+            self.headers_ok and self.repeats_balanced and self.all_bars_exact and not self.problems
+        )
+
+    def problem(self, line: int, column: int, message: str) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(f"line {line}, column {column}: {message}")
+
+    def to_dict(self) -> dict:
+        return {
+            "headers_ok": self.headers_ok,
+            "bars": len(self.bars),
+            "bars_checked": self.bars_checked,
+            "bars_exact": self.bars_exact,
+            "repeats_balanced": self.repeats_balanced,
+            "problems": list(self.problems),
+        }
+
+
+def check_text(text: str) -> CheckReport:
+    """Check ABC text of one tune; a tune that cannot even be parsed gets ``headers_ok=False``."""
+    try:
+        tune = parse_tune(text)
+    except ABCError as exc:
+        report = CheckReport()
+        report.problem(exc.line, 1, f"{exc.reason}{': ' + exc.detail if exc.detail else ''}")
+        return report
+    return check_tune(tune)
+
+
+def check_tune(tune: Tune) -> CheckReport:
+    report = CheckReport()
+    report.headers_ok = _check_headers(tune, report)
+    try:
+        meter = tune.meter
+        unit = tune.unit_length
+    except ValueError:
+        return report
+    first_body_line = len(tune.headers) + 1
+    _BodyChecker(report, meter.bar, unit).run(tune.body, first_body_line)
+    return report
+
+
+def _check_headers(tune: Tune, report: CheckReport) -> bool:
+    ok = True
+    names = [k for k, _ in tune.headers]
+    if not names or names[0] != "X":
+        report.problem(1, 1, "the first field must be X:")
+        ok = False
+    elif not tune.get("X", "").strip().isdigit():
+        report.problem(1, 1, "X: must be a number")
+        ok = False
+    for name in ("M", "K"):
+        if name not in names:
+            report.problem(1, 1, f"missing {name}: field")
+            ok = False
+    for line, (name, value) in enumerate(tune.headers, start=1):
+        try:
+            if name == "M":
+                parse_meter(value)
+            elif name == "L":
+                parse_length(value)
+            elif name == "K":
+                parse_key(value)
+        except ValueError as exc:
+            report.problem(line, 1, str(exc))
+            ok = False
+    return ok
+
+
+def _tuplet_q(p: int, compound: bool) -> int:
+    """ABC 2.1's default ``q`` for ``(p``: the time of ``p`` notes is that of ``q``."""
+    if p in (2, 4, 8):
+        return 3
+    if p in (3, 6):
+        return 2
+    return 3 if compound else 2
+
+
+class _BodyChecker:
+    """Walks the body once, token by token, accumulating bar durations."""
+
+    def __init__(self, report: CheckReport, bar: Fraction | None, unit: Fraction):
+        self.report = report
+        self.bar_length = bar
+        self.meter_numerator = None
+        self.unit_ticks = _whole(unit * TICKS)
+        self.duration = 0  # ticks in the current bar
+        self.tick_cache: dict = {}
+        self.has_content = False
+        self.start = (0, 0)
+        self.section_open = True  # the next bar opens a section
+        self.tuplet_left = 0
+        self.tuplet_ratio = Fraction(1)
+        self.broken: Fraction | None = None  # factor for the next note after > or <
+        self.last_note: tuple[Fraction, bool] | None = None  # (duration added, in tuplet)
+        self.repeat_open = False
+        self.compound = False
+
+    # --- bars ------------------------------------------------------------------------------
+
+    def close_bar(self, closes_section: bool, opens_next: bool) -> None:
+        if self.has_content or self.duration:
+            self.report.bars.append(
+                Bar(
+                    self.start[0],
+                    self.start[1],
+                    Fraction(self.duration) / TICKS
+                    if isinstance(self.duration, Fraction)
+                    else Fraction(self.duration, TICKS),
+                    self.bar_length,
+                    opens_section=self.section_open,
+                    closes_section=closes_section,
+                )  # fmt: skip
+            )
+            self.section_open = opens_next
+        elif closes_section and self.report.bars:
+            # An empty bar before a boundary (e.g. "| :|" or "|]" after "|"): the previous bar closes.
+            self.report.bars[-1].closes_section = True
+            self.section_open = opens_next
+        else:
+            self.section_open = self.section_open or opens_next
+        self.duration = 0
+        self.has_content = False
+        self.broken = None
+        self.last_note = None
+
+    def add(self, ticks) -> None:
+        """Add a note or rest of ``ticks`` (before tuplet and broken-rhythm factors)."""
+        in_tuplet = self.tuplet_left > 0
+        value = ticks
+        if in_tuplet:
+            value = _whole(value * self.tuplet_ratio)
+            self.tuplet_left -= 1
+        if self.broken is not None:
+            value = _whole(value * self.broken)
+            self.broken = None
+        self.duration += value
+        self.has_content = True
+        self.last_note = (value, in_tuplet)
+
+    def apply_broken(self, symbol: str, line: int, column: int) -> None:
+        if self.last_note is None:
+            self.report.problem(line, column, f"broken rhythm '{symbol}' without a note before it")
+            return
+        dots = len(symbol)
+        longer = Fraction(2) - Fraction(1, 2**dots)  # > : 3/2, >> : 7/4
+        shorter = Fraction(1, 2**dots)  # > : 1/2, >> : 1/4
+        first, second = (longer, shorter) if symbol[0] == ">" else (shorter, longer)
+        value, _ = self.last_note
+        self.duration += _whole(value * (first - 1))
+        self.broken = second
+
+    # --- the walk ---------------------------------------------------------------------------
+
+    def run(self, body: tuple[str, ...], first_line: int) -> None:
+        from musicseq.notation.tunebook import _FIELD_RE
+
+        self.set_meter_flags()
+        for offset, line in enumerate(body):
+            number = first_line + offset
+            field_match = _FIELD_RE.match(line)
+            if field_match:
+                self.field(field_match.group(1), field_match.group(2).strip(), number, 1)
+                continue
+            self.line(line, number)
+        self.close_bar(closes_section=True, opens_next=True)
+        if self.repeat_open:
+            self.report.repeats_balanced = False
+            self.report.problem(first_line + len(body) - 1, 1, "a repeat '|:' is never closed")
+
+    def set_meter_flags(self) -> None:
+        if self.bar_length is not None:
+            numerator = self.bar_length.numerator
+            self.compound = (
+                self.bar_length.denominator >= 8 and numerator % 3 == 0 and numerator > 3
+            )
+
+    def field(self, name: str, value: str, line: int, column: int) -> None:
+        try:
+            if name == "M":
+                meter = parse_meter(value)
+                self.close_bar(closes_section=True, opens_next=True)
+                self.bar_length = meter.bar
+                self.set_meter_flags()
+            elif name == "L":
+                self.unit_ticks = _whole(parse_length(value) * TICKS)
+            elif name == "K":
+                parse_key(value)
+        except ValueError as exc:
+            self.report.problem(line, column, str(exc))
+
+    def line(self, text: str, number: int) -> None:
+        i, n = 0, len(text)
+        report = self.report
+        while i < n:
+            ch = text[i]
+            column = i + 1
+            if ch in NOTE_START:
+                match = _NOTE.match(text, i)
+                if match is None:
+                    report.problem(number, column, "accidental without a note")
+                    i += 1
+                    continue
+                suffix = match.group(1)
+                ticks = self.tick_cache.get((self.unit_ticks, suffix))
+                if ticks is None:
+                    ticks, _ = self.suffix_ticks(suffix, 0)
+                self.add(ticks)
+                i = match.end()
+            elif ch in IGNORED:
+                i += 1
+            elif ch == '"':
+                end = text.find('"', i + 1)
+                if end < 0:
+                    report.problem(number, column, "unclosed chord symbol or annotation")
+                    return
+                i = end + 1
+            elif ch == "!":
+                end = text.find(ch, i + 1)
+                i = i + 1 if end < 0 else end + 1  # a lone '!' is an old-style line break
+            elif ch == "+":
+                end = text.find(ch, i + 1)
+                if end < 0:
+                    report.problem(number, column, "unclosed '+'")
+                    return
+                if _PLUS_DECORATION.fullmatch(text[i + 1 : end]):
+                    i = end + 1
+                else:
+                    i = self.bracket(
+                        text[:i] + "[" + text[i + 1 : end] + "]" + text[end + 1 :], i, number
+                    )
+            elif ch in DECORATION_SHORTCUTS:
+                i += 1
+            elif ch == "{":
+                end = text.find("}", i + 1)
+                if end < 0:
+                    report.problem(number, column, "unclosed grace notes '{'")
+                    return
+                i = end + 1
+            elif ch == "|" and (i + 1 == n or text[i + 1] not in "|:]0123456789"):
+                self.close_bar(closes_section=False, opens_next=False)  # a plain bar line
+                i += 1
+                self.start = (number, i + 1)
+            elif ch in "|:[" and _BAR_TOKEN.match(text, i):
+                i = self.bar_token(text, i, number)
+            elif ch == "[":
+                i = self.bracket(text, i, number)
+            elif ch == "]":
+                report.problem(number, column, "']' without '['")
+                i += 1
+            elif ch in REST_LETTERS:
+                ticks, i = self.suffix_ticks(text, i + 1)
+                self.add(ticks)
+            elif ch in "ZX":
+                count, i = self.number(text, i + 1)
+                for _ in range(count or 1):  # multi-bar rest: whole bars
+                    self.add(_whole((self.bar_length or 0) * TICKS))
+                    self.close_bar(False, False)
+            elif ch == "(":
+                i = self.tuplet(text, i, number)
+            elif ch in ")-&":
+                i += 1
+            elif ch in "<>":
+                j = i
+                while j < n and text[j] == ch:
+                    j += 1
+                self.apply_broken(text[i:j], number, column)
+                i = j
+            else:
+                report.problem(number, column, f"unrecognised character {ch!r}")
+                i += 1
+
+    # --- tokens -----------------------------------------------------------------------------
+
+    def bar_token(self, text: str, i: int, number: int) -> int | None:
+        """Handle a bar line, repeat sign or ending at ``i``; returns the index after it, or None."""
+        match = _BAR_TOKEN.match(text, i)
+        if not match:
+            return None
+        token, j = match.group(), match.end()
+        ending = token.endswith(("|", "[")) and _ENDING.match(text, j)
+        if ending:
+            j = ending.end()
+        closes, opens = token.startswith(":"), token.endswith(":")
+        if token == "[|]":  # an invisible bar line
+            self.close_bar(closes_section=False, opens_next=False)
+            self.start = (number, j + 1)
+            return j
+        boundary = (
+            closes
+            or opens
+            or bool(ending)
+            or token.startswith("[")
+            or token.count("|") > 1
+            or "]" in token
+        )
+        # ':|' without '|:' repeats from the previous boundary or the start (common usage).
+        if closes:
+            self.repeat_open = False
+        if opens:
+            if self.repeat_open and not closes:
+                self.report.repeats_balanced = False
+                self.report.problem(number, i + 1, "'|:' inside a repeat that is still open")
+            self.repeat_open = True
+        self.close_bar(closes_section=boundary, opens_next=boundary)
+        self.start = (number, j + 1)
+        return j
+
+    def bracket(self, text: str, i: int, number: int) -> int:
+        """Inline field ``[M:3/4]`` or chord ``[ceg]2``."""
+        n = len(text)
+        if i + 2 < n and text[i + 1].isalpha() and text[i + 2] == ":":
+            end = text.find("]", i)
+            if end < 0:
+                self.report.problem(number, i + 1, "unclosed inline field")
+                return n
+            self.field(text[i + 1], text[i + 3 : end].strip(), number, i + 1)
+            return end + 1
+        end = text.find("]", i)
+        if end < 0:
+            self.report.problem(number, i + 1, "unclosed chord '['")
+            return n
+        # The chord lasts as long as its first note (ABC 2.1), times the length after ']'.
+        inner, j, first = text[i + 1 : end], 0, None
+        while j < len(inner):
+            if inner[j] in "^_=" or inner[j] in NOTE_LETTERS:
+                j, duration = self.note(inner, j, number)
+                if first is None:
+                    first = duration
+            elif inner[j] in '-.~ "' or inner[j] in DECORATION_SHORTCUTS or inner[j] in "!":
+                j += 1
+            else:
+                self.report.problem(number, i + 1 + j, f"unexpected {inner[j]!r} in a chord")
+                j += 1
+        length, k = self.length(text, end + 1)
+        if first is None:
+            self.report.problem(number, i + 1, "empty chord")
+        else:
+            self.add(_whole(first * length))
+        return k
+
+    def note(self, text: str, i: int, number: int) -> tuple[int, Fraction | None]:
+        n = len(text)
+        j = i
+        while j < n and text[j] in "^_=":
+            j += 1
+        if j >= n or text[j] not in NOTE_LETTERS:
+            self.report.problem(number, i + 1, "accidental without a note")
+            return j, None
+        j += 1
+        while j < n and text[j] in ",'":
+            j += 1
+        ticks, j = self.suffix_ticks(text, j)
+        return j, ticks
+
+    @staticmethod
+    def number(text: str, i: int) -> tuple[int | None, int]:
+        j = i
+        while j < len(text) and text[j].isdigit():
+            j += 1
+        return (int(text[i:j]) if j > i and j - i < 6 else None), j
+
+    def suffix_ticks(self, text: str, i: int):
+        """Ticks of a note with the length suffix at ``i`` under the current L:; (ticks, end)."""
+        end = _LENGTH_SUFFIX.match(text, i).end()
+        key = (self.unit_ticks, text[i:end])
+        ticks = self.tick_cache.get(key)
+        if ticks is None:
+            ticks = _whole(self.unit_ticks * _multiplier(key[1]))
+            if len(self.tick_cache) < 10_000:
+                self.tick_cache[key] = ticks
+        return ticks, end
+
+    @staticmethod
+    def length(text: str, i: int) -> tuple[Fraction, int]:
+        """The note-length suffix at ``i``: (multiplier, end)."""
+        end = _LENGTH_SUFFIX.match(text, i).end()
+        return _multiplier(text[i:end]), end
+
+    def tuplet(self, text: str, i: int, number: int) -> int:
+        """``(p``, ``(p:q``, ``(p:q:r``; a plain ``(`` is a slur."""
+        p, j = self.number(text, i + 1)
+        if p is None:
+            return i + 1  # slur
+        q = r = None
+        if j < len(text) and text[j] == ":":
+            q, j = self.number(text, j + 1)
+            if j < len(text) and text[j] == ":":
+                r, j = self.number(text, j + 1)
+        if p <= 0 or p > 32:
+            self.report.problem(number, i + 1, f"bad tuplet ({p}")
+            return j
+        q = q or _tuplet_q(p, self.compound)
+        self.tuplet_ratio = Fraction(q, p)
+        self.tuplet_left = r or p
+        return j
+
+
+def tune_key_and_meter(text: str) -> tuple[str | None, str | None]:
+    """(key, meter) header values of ABC text, or None where absent/unparsable."""
+    try:
+        tune = parse_tune(text)
+    except ABCError:
+        return None, None
+    return tune.get("K"), tune.get("M")
+
+
+__all__ = [
+    "Bar",
+    "CheckReport",
+    "check_text",
+    "check_tune",
+    "default_unit_length",
+    "tune_key_and_meter",
+]
