@@ -7,6 +7,7 @@ stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -152,8 +153,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-len", type=_positive_int, default=1200, help="characters per tune (hard cap 100000)"
     )
+    p.add_argument("--constrain", action="store_true",
+                   help="constrained decoding: valid headers and exact bars by construction")  # fmt: skip
     p.add_argument("--render", action="store_true", help="also write MIDI and WAV")
     p.add_argument("--no-wav", action="store_true", help="with --render: MIDI only")
+
+    p = sub.add_parser(
+        "evaluate", help="held-out loss, validity and copying of generated tunes; report + plots"
+    )
+    p.add_argument("model_dir", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument(
+        "--data", type=Path, help="corpus dir or .abc file/dir (default: the model's training data)"
+    )
+    p.add_argument("--num", type=_positive_int, default=100, help="tunes to generate")
+    p.add_argument("--seed", type=_int, default=0)
+    p.add_argument("--temperature", type=_positive_float, default=1.0)
+    p.add_argument("--max-len", type=_positive_int, default=1200)
+    p.add_argument(
+        "--constrain", action="store_true", help="also generate with constrained decoding"
+    )
 
     p = sub.add_parser(
         "export", help="write a TensorFlow SavedModel with generate/score signatures"
@@ -257,7 +276,16 @@ def cmd_generate(args) -> int:
     check_prime(config.prime, vocab)
     from musicseq.sampling import generate
 
-    tunes = generate(model, model_config, vocab, config)
+    if args.constrain:
+        from musicseq.sampling import generate_constrained
+
+        fixed = {"T": args.title, "M": args.meter, "K": args.key, "L": args.length}
+        config = (
+            dataclasses.replace(config, prime=SampleConfig.prime) if any(fixed.values()) else config
+        )
+        tunes = generate_constrained(model, model_config, vocab, config, fixed=fixed)
+    else:
+        tunes = generate(model, model_config, vocab, config)
     from musicseq import fileio
 
     paths = []
@@ -286,6 +314,14 @@ def _prime(args) -> str:
     if not shortcuts:
         return SampleConfig.prime
     return make_header(args.meter or "4/4", args.key or "D", args.title or "", args.length)
+
+
+def cmd_evaluate(args) -> int:
+    from musicseq.evaluate import evaluate_model
+
+    evaluate_model(args.model_dir, args.out, data=args.data, num=args.num, seed=args.seed,
+                   temperature=args.temperature, constrain=args.constrain, max_len=args.max_len)  # fmt: skip
+    return 0
 
 
 def cmd_export(args) -> int:
@@ -377,6 +413,7 @@ COMMANDS = {
     "data": cmd_data,
     "train": cmd_train,
     "generate": cmd_generate,
+    "evaluate": cmd_evaluate,
     "export": cmd_export,
     "render": cmd_render,
 }
@@ -386,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         args = build_parser().parse_args(argv)
-        if args.command in ("train", "generate", "export"):
+        if args.command in ("train", "generate", "export", "evaluate"):
             from musicseq._tf import quiet_import
 
             # Multi-worker collectives must be configured before TensorFlow initialises devices.

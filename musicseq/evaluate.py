@@ -88,3 +88,283 @@ def held_out_loss(
         "characters": chars,
         "unknown_characters": sum(sum(1 for c in t if c not in vocab) for t in texts),
     }
+
+
+# --- generated tunes: validity, distributions, copying ----------------------------------
+
+COPY_SPAN = 32  # a copied passage: at least this many consecutive pitch letters
+
+
+def pitch_letters(text: str) -> str:
+    """The melody's pitch letters (A-G, a-g) of a tune body, in order.
+
+    Header lines, chord symbols/annotations ``"..."``, decorations ``!...!``, inline fields
+    ``[K:...]`` and grace notes ``{...}`` are removed first; this is the string on which
+    copying is measured.
+    """
+    import re
+
+    body = "\n".join(line for line in text.split("\n") if not re.match(r"^[A-Za-z]:", line))
+    body = re.sub(r'"[^"\n]*"|![^!\n]*!|\[[A-Za-z]:[^\]\n]*\]|\{[^}\n]*\}', "", body)
+    return "".join(c for c in body if c in "ABCDEFGabcdefg")
+
+
+class CopyIndex:
+    """Hashes of every ``span``-letter passage of the training tunes' pitch strings."""
+
+    def __init__(self, texts: list[str], span: int = COPY_SPAN):
+        self.span = span
+        self.hashes: set[int] = set()
+        for text in texts:
+            letters = pitch_letters(text)
+            for i in range(len(letters) - span + 1):
+                self.hashes.add(hash(letters[i : i + span]))
+
+    def copies(self, text: str) -> bool:
+        letters = pitch_letters(text)
+        return any(
+            hash(letters[i : i + self.span]) in self.hashes
+            for i in range(len(letters) - self.span + 1)
+        )
+
+
+def _distribution(values: list[str]) -> dict[str, float]:
+    from collections import Counter
+
+    counts = Counter(values)
+    total = sum(counts.values()) or 1
+    return {k: v / total for k, v in counts.most_common()}
+
+
+def total_variation(p: dict[str, float], q: dict[str, float]) -> float:
+    """Total variation distance between two distributions: 0 equal, 1 disjoint."""
+    return 0.5 * sum(abs(p.get(k, 0.0) - q.get(k, 0.0)) for k in set(p) | set(q))
+
+
+def tune_metrics(
+    tunes: list[str], training_texts: list[str], copy_index: CopyIndex | None = None
+) -> dict:
+    """Validity, length, meter/key distributions and copy rate of generated ABC ``tunes``.
+
+    Each tune is converted to MIDI one at a time in a scratch directory (bounded memory).
+    """
+    import tempfile
+    from pathlib import Path
+
+    from musicseq.notation.checker import check_text, tune_key_and_meter
+    from musicseq.render import RenderError, abc_to_midi, midi_info
+
+    copy_index = copy_index or CopyIndex(training_texts)
+    midi_ok = headers_ok = all_exact = copied = 0
+    checked = exact = bars = 0
+    keys, meters, backends = [], [], set()
+    with tempfile.TemporaryDirectory(prefix="musicseq-eval-") as tmp:
+        for index, text in enumerate(tunes):
+            report = check_text(text)
+            headers_ok += report.headers_ok
+            all_exact += report.all_bars_exact
+            checked += report.bars_checked
+            exact += report.bars_exact
+            bars += len(report.bars)
+            key, meter = tune_key_and_meter(text)
+            keys.append(key or "(none)")
+            meters.append(meter or "(none)")
+            copied += copy_index.copies(text)
+            abc = Path(tmp) / f"t{index}.abc"
+            abc.write_text(text, encoding="ascii", errors="replace")
+            try:
+                backends.add(abc_to_midi(abc, Path(tmp) / f"t{index}.mid"))
+                midi_ok += midi_info(Path(tmp) / f"t{index}.mid").notes > 0
+            except RenderError:
+                pass
+    train_keys = [tune_key_and_meter(t)[0] or "(none)" for t in training_texts]
+    train_meters = [tune_key_and_meter(t)[1] or "(none)" for t in training_texts]
+    n = max(len(tunes), 1)
+    key_dist, meter_dist = _distribution(keys), _distribution(meters)
+    train_key_dist, train_meter_dist = _distribution(train_keys), _distribution(train_meters)
+    return {
+        "tunes": len(tunes),
+        "midi_with_notes_pct": 100.0 * midi_ok / n,
+        "midi_backend": sorted(backends),
+        "valid_headers_pct": 100.0 * headers_ok / n,
+        "mid_section_bars_exact_pct": 100.0 * exact / checked if checked else 0.0,
+        "tunes_all_bars_exact_pct": 100.0 * all_exact / n,
+        "mean_bars": bars / n,
+        "copy_rate_pct": 100.0 * copied / n,
+        "copy_definition": f"body shares >= {COPY_SPAN} consecutive pitch letters (A-G, a-g) with a training tune",
+        "meters": meter_dist,
+        "keys": key_dist,
+        "training_meters": dict(list(train_meter_dist.items())[:15]),
+        "training_keys": dict(list(train_key_dist.items())[:15]),
+        "meter_distance_tv": total_variation(meter_dist, train_meter_dist),
+        "key_distance_tv": total_variation(key_dist, train_key_dist),
+    }
+
+
+def evaluate_model(
+    model_dir,
+    out_dir,
+    data=None,
+    num: int = 100,
+    seed: int = 0,
+    temperature: float = 1.0,
+    constrain: bool = False,
+    max_len: int = 1200,
+    log=print,
+) -> dict:
+    """``musicseq evaluate``: held-out loss, generated-tune metrics, plots; writes the report.
+
+    With ``constrain`` the tunes are generated both ways and both sets of figures reported.
+    """
+    import json
+    import time
+    from pathlib import Path
+
+    from musicseq import fileio
+    from musicseq.config import SampleConfig
+    from musicseq.corpus import load_split
+    from musicseq.errors import UserError
+    from musicseq.sampling import generate, generate_constrained
+    from musicseq.train import HISTORY_FILE, load_model_dir, plot_history
+
+    out = Path(out_dir)
+    model, model_config, vocab = load_model_dir(model_dir)
+    config_data = (
+        json.loads((Path(model_dir) / "config.json").read_text()).get("data") or "data/abc"
+    )
+    data = data or config_data
+    if not Path(data).exists():
+        raise UserError(f"evaluation data not found: {data} (pass --data)")
+    test_texts = load_split(data, "test")
+    train_texts = load_split(data, "train")
+    if not test_texts:
+        raise UserError(f"no test tunes in {data}")
+    report: dict = {"model_dir": str(model_dir), "data": str(data), "kind": model_config.kind}
+    started = time.perf_counter()
+    report["held_out"] = held_out_loss(model, model_config, vocab, test_texts)
+    report["held_out"]["seconds"] = time.perf_counter() - started
+    log(f"held-out: {report['held_out']['nats_per_char']:.4f} nats/char, "
+        f"{report['held_out']['bits_per_char']:.4f} bits/char on {len(test_texts)} test tunes")  # fmt: skip
+    copy_index = CopyIndex(train_texts)
+    sample = SampleConfig(num=num, max_len=max_len, temperature=temperature, seed=seed)
+    runs = {"unconstrained": generate}
+    if constrain:
+        runs["constrained"] = generate_constrained
+    samples = {}
+    for name, fn in runs.items():
+        started = time.perf_counter()
+        tunes = fn(model, model_config, vocab, sample)
+        seconds = time.perf_counter() - started
+        metrics = tune_metrics(tunes, train_texts, copy_index)
+        metrics["generation_seconds"] = seconds
+        metrics["characters_per_second"] = sum(len(t) for t in tunes) / max(seconds, 1e-9)
+        report[name] = metrics
+        samples[name] = tunes
+        log(f"{name}: {metrics['midi_with_notes_pct']:.1f}% to MIDI with notes, "
+            f"{metrics['tunes_all_bars_exact_pct']:.1f}% tunes with every mid-section bar exact, "
+            f"copy rate {metrics['copy_rate_pct']:.1f}%, {seconds:.1f} s")  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    for name, tunes in samples.items():
+        fileio.write_text(
+            out / f"samples_{name}.abc", "\n".join(t.rstrip("\n") + "\n" for t in tunes)
+        )
+    _plots(out, samples, report, Path(model_dir) / HISTORY_FILE, plot_history)
+    fileio.write_json(out / "report.json", report)
+    fileio.write_text(out / "report.md", _markdown(report))
+    log(f"wrote {out / 'report.json'}, {out / 'report.md'} and plots")
+    return report
+
+
+def _plots(out, samples, report, history_path, plot_history) -> None:
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from musicseq import fileio
+    from musicseq.render import RenderError, abc_to_midi, piano_roll_figure
+
+    if history_path.is_file():
+        plot_history(json.loads(history_path.read_text()), out / "loss.png")
+    name = "constrained" if "constrained" in samples else "unconstrained"
+    with tempfile.TemporaryDirectory() as tmp:
+        midis, titles = [], []
+        for index, text in enumerate(samples[name]):
+            path = Path(tmp) / f"t{index}.abc"
+            path.write_text(text, encoding="ascii", errors="replace")
+            try:
+                abc_to_midi(path, Path(tmp) / f"t{index}.mid")
+            except RenderError:
+                continue
+            midis.append(Path(tmp) / f"t{index}.mid")
+            titles.append(f"{name} tune {index + 1}")
+            if len(midis) == 4:
+                break
+        if midis:
+            fig = piano_roll_figure(midis, titles)
+            with fileio.atomic_path(out / "piano_roll.png") as target:
+                fig.savefig(target, dpi=90)
+            plt.close(fig)
+    metrics = report[name]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for ax, field, train_field in (
+        (axes[0], "meters", "training_meters"),
+        (axes[1], "keys", "training_keys"),
+    ):
+        labels = list(metrics[train_field])[:10]
+        x = range(len(labels))
+        ax.bar(
+            [i - 0.2 for i in x],
+            [metrics[train_field].get(k, 0) for k in labels],
+            0.4,
+            label="training",
+        )
+        ax.bar(
+            [i + 0.2 for i in x],
+            [metrics[field].get(k, 0) for k in labels],
+            0.4,
+            label=f"generated ({name})",
+        )
+        ax.set_xticks(list(x), labels, rotation=45, fontsize=8)
+        ax.set_title(f"{field}: total variation {metrics[field[:-1] + '_distance_tv']:.2f}")
+        ax.legend()
+    fig.tight_layout()
+    with fileio.atomic_path(out / "distributions.png") as target:
+        fig.savefig(target, dpi=90)
+    plt.close(fig)
+
+
+def _markdown(report: dict) -> str:
+    held = report["held_out"]
+    lines = [
+        f"# Evaluation of `{report['model_dir']}` ({report['kind']})",
+        "",
+        f"Held-out loss on the test split of `{report['data']}` ({held['tunes']} whole tunes, "
+        f"{held['characters']:,} characters): **{held['nats_per_char']:.4f} nats/char** "
+        f"({held['bits_per_char']:.4f} bits/char).",
+        "",
+    ]
+    names = [n for n in ("unconstrained", "constrained") if n in report]
+    rows = [
+        ("tunes generated", "tunes", "{:.0f}"),
+        ("convert to MIDI with notes (%)", "midi_with_notes_pct", "{:.1f}"),
+        ("valid headers (%)", "valid_headers_pct", "{:.1f}"),
+        ("mid-section bars exact (%)", "mid_section_bars_exact_pct", "{:.1f}"),
+        ("tunes with every mid-section bar exact (%)", "tunes_all_bars_exact_pct", "{:.1f}"),
+        ("mean length (bars)", "mean_bars", "{:.1f}"),
+        ("copy rate (%)", "copy_rate_pct", "{:.1f}"),
+        ("meter distance to training (TV)", "meter_distance_tv", "{:.3f}"),
+        ("key distance to training (TV)", "key_distance_tv", "{:.3f}"),
+        ("generation time (s)", "generation_seconds", "{:.1f}"),
+        ("characters/s", "characters_per_second", "{:.0f}"),
+    ]
+    lines += ["| metric | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for label, key, fmt in rows:
+        lines.append(f"| {label} | " + " | ".join(fmt.format(report[n][key]) for n in names) + " |")
+    lines += ["", f"Copy rate: {report[names[0]]['copy_definition']}.", "",
+              "Plots: `loss.png`, `piano_roll.png`, `distributions.png`."]  # fmt: skip
+    return "\n".join(lines) + "\n"

@@ -210,3 +210,26 @@ def render_file(abc_path: str | Path, out_dir: str | Path, wav: bool = True) -> 
     except (RenderError, OSError) as exc:
         result.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return result
+
+
+def piano_roll_figure(midi_paths: list[Path], titles: list[str] | None = None, fs: int = 20):
+    """A matplotlib figure with one piano roll (pitch × time) per MIDI file."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pretty_midi
+
+    count = max(len(midi_paths), 1)
+    fig, axes = plt.subplots(count, 1, figsize=(10, 2.2 * count), squeeze=False)
+    for ax, path, title in zip(axes[:, 0], midi_paths, titles or [p.stem for p in midi_paths]):
+        roll = pretty_midi.PrettyMIDI(str(path)).get_piano_roll(fs=fs)  # (128 pitches, frames)
+        pitches = np.nonzero(roll.sum(axis=1))[0]
+        low, high = (int(pitches.min()) - 2, int(pitches.max()) + 3) if len(pitches) else (48, 84)
+        ax.imshow(roll[low:high] > 0, aspect="auto", origin="lower", cmap="Greys", interpolation="nearest",
+                  extent=(0, roll.shape[1] / fs, low, high))  # fmt: skip
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel("MIDI pitch")
+    axes[-1, 0].set_xlabel("seconds")
+    fig.tight_layout()
+    return fig

@@ -12,7 +12,7 @@ give the same tunes, in process and in the exported SavedModel.
 from __future__ import annotations
 
 from musicseq.config import SampleConfig
-from musicseq.vocab import EOT, PAD, UNK, Vocab
+from musicseq.vocab import EOT, PAD, RESERVED, UNK, Vocab
 
 NEG_INF = float("-inf")
 
@@ -177,3 +177,85 @@ def generate(
         config.seed,
     )
     return [config.prime + vocab.decode(row) for row in ids]
+
+
+def generate_constrained(
+    model, model_config, vocab: Vocab, config: SampleConfig, fixed: dict[str, str] | None = None
+) -> list[str]:
+    """Generate tunes that are valid by construction (see :mod:`musicseq.notation.grammar`).
+
+    The header follows the template ``X:1 / T: / M: / L: / K:`` with values from allowed
+    sets (or ``fixed``); in the body, a bar line can only come when the bar is full and a
+    note only if it fits in the bar. The model's logits are masked to the characters the
+    grammar allows at each step, then temperature, top-k and top-p apply as usual. One
+    compiled model step per character for all streams; the grammar runs in Python.
+    ``config.prime`` must itself follow the template (the default ``X:1\\n`` does).
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    from musicseq.models import step_function
+    from musicseq.notation.grammar import END, GrammarError, TuneGrammar
+
+    config.validate()
+    check_prime(config.prime, vocab)
+    alphabet = set(vocab.chars)
+    grammars = [TuneGrammar(fixed=fixed, alphabet=alphabet) for _ in range(config.num)]
+    try:
+        for ch in config.prime:
+            for grammar in grammars:
+                grammar.advance(ch)
+    except GrammarError as exc:
+        raise ValueError(
+            f"with --constrain the prime must follow the X:/T:/M:/L:/K: template ({exc})"
+        ) from exc
+    char_ids = {c: vocab.encode(c)[0] for c in vocab.chars}
+    initial_state, step = step_function(model, model_config)
+    step_fn = tf.function(step, reduce_retracing=True)
+
+    @tf.function(reduce_retracing=True)
+    def pick(logits, allowed, i):
+        logits = tf.where(allowed, apply_temperature(logits, config.temperature), NEG_INF)
+        logits = top_p_filter(top_k_filter(logits, config.top_k), config.top_p)
+        return tf.random.stateless_categorical(
+            logits, 1, seed=tf.stack([config.seed, i]), dtype=tf.int32
+        )[:, 0]
+
+    num, size = config.num, len(vocab)
+    state = initial_state(tf.constant(num))
+    tokens = tf.fill([num], EOT)
+    for ch in config.prime:  # the prime is fed, not sampled
+        _, state = step_fn(tokens, state)
+        tokens = tf.fill([num], char_ids[ch])
+    reserve = min(200, config.max_len // 4)  # characters kept for finishing the last bar
+    done = [False] * num
+    for i in range(config.max_len):
+        logits, state = step_fn(tokens, state)
+        allowed = np.zeros((num, size), dtype=bool)
+        for b, grammar in enumerate(grammars):
+            if done[b]:
+                allowed[b, EOT] = True
+                continue
+            if i >= config.max_len - reserve:
+                grammar.close()
+            options = grammar.allowed()
+            ids = [char_ids[c] for c in options if c in char_ids] + (
+                [EOT] if END in options else []
+            )
+            if not ids:  # the vocabulary cannot continue this tune: end it cleanly
+                done[b] = True
+                allowed[b, EOT] = True
+                continue
+            allowed[b, ids] = True
+        chosen = pick(logits, tf.constant(allowed), tf.constant(i, tf.int32)).numpy()
+        for b, grammar in enumerate(grammars):
+            if not done[b]:
+                if chosen[b] == EOT:
+                    grammar.advance(END)
+                    done[b] = True
+                else:
+                    grammar.advance(vocab.chars[chosen[b] - len(RESERVED)])
+        if all(done):
+            break
+        tokens = tf.constant(chosen, tf.int32)
+    return [g.text if g.finished else g.completion() for g in grammars]

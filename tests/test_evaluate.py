@@ -1,0 +1,104 @@
+import json
+
+import keras
+import numpy as np
+
+from musicseq.config import ModelConfig, SampleConfig
+from musicseq.evaluate import (
+    CopyIndex,
+    evaluate_model,
+    held_out_loss,
+    pitch_letters,
+    total_variation,
+)
+from musicseq.models import build_model
+from musicseq.notation.checker import check_text
+from musicseq.sampling import generate_constrained
+from musicseq.train import load_model_dir
+from musicseq.vocab import Vocab
+
+FULL_VOCAB = Vocab([chr(c) for c in range(32, 127)] + ["\n"])
+
+
+def test_constrained_decoding_from_an_untrained_model_passes_the_checker(tmp_path):
+    from musicseq.render import abc_to_midi, midi_info
+
+    keras.utils.set_random_seed(0)
+    config = ModelConfig(kind="gru", vocab_size=len(FULL_VOCAB), units=16, embedding_dim=8)
+    model = build_model(config)
+    tunes = generate_constrained(
+        model, config, FULL_VOCAB, SampleConfig(num=6, max_len=500, seed=3)
+    )
+    for index, text in enumerate(tunes):
+        report = check_text(text)
+        assert report.ok, (text, report.to_dict())
+        path = tmp_path / f"t{index}.abc"
+        path.write_text(text)
+        abc_to_midi(path, tmp_path / f"t{index}.mid")
+        assert midi_info(tmp_path / f"t{index}.mid").notes > 0
+
+
+def test_constrained_decoding_honours_fixed_header_values():
+    keras.utils.set_random_seed(1)
+    config = ModelConfig(kind="lstm", vocab_size=len(FULL_VOCAB), units=8, embedding_dim=4)
+    model = build_model(config)
+    fixed = {"T": "Test Reel", "M": "2/4", "K": "Ador"}
+    tunes = generate_constrained(
+        model, config, FULL_VOCAB, SampleConfig(num=2, max_len=300, seed=0), fixed=fixed
+    )
+    for text in tunes:
+        assert text.startswith("X:1\nT:Test Reel\nM:2/4\nL:1/16\nK:Ador\n")
+        assert check_text(text).ok
+
+
+def test_held_out_loss_equals_the_mean_cross_entropy_over_whole_tunes(tiny_model_dir):
+    model, config, vocab = load_model_dir(tiny_model_dir)
+    texts = ["X:1\nT:a\nM:6/8\nK:G\nGAG GAB|\n", "X:2\nK:D\nDEF|\n"]
+    result = held_out_loss(model, config, vocab, texts)
+    total, count = 0.0, 0
+    for text in texts:
+        ids = np.array([[2, *vocab.encode(text), 2]], dtype=np.int32)
+        logits = model(ids[:, :-1]).numpy()[0]
+        logp = (
+            logits
+            - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True))
+            - logits.max(-1, keepdims=True)
+        )
+        total -= logp[np.arange(len(ids[0]) - 1), ids[0, 1:]].sum()
+        count += len(text) + 1
+    assert abs(result["nats_per_char"] - total / count) < 1e-4
+
+
+def test_copy_rate_detects_a_copied_tune(data_dir):
+    from musicseq.notation import parse_tunebook
+
+    tunes = [t.text() for t in parse_tunebook((data_dir / "irish.abc").read_text()).tunes[:50]]
+    index = CopyIndex(tunes[:40])
+    assert index.copies(tunes[3])
+    assert not any(
+        index.copies(t)
+        for t in tunes[40:]
+        if pitch_letters(t) not in {pitch_letters(u) for u in tunes[:40]}
+    )
+    assert pitch_letters('X:1\nK:G\n"Am"A2 !trill!B {g}c [K:D] d|\n') == "ABcd"
+
+
+def test_total_variation():
+    assert total_variation({"a": 1.0}, {"a": 1.0}) == 0.0
+    assert total_variation({"a": 1.0}, {"b": 1.0}) == 1.0
+
+
+def test_evaluate_writes_every_report_field(tiny_model_dir, data_dir, tmp_path):
+    out = tmp_path / "eval"
+    report = evaluate_model(tiny_model_dir, out, data=data_dir / "irish.abc", num=4, max_len=300,
+                            constrain=True, log=lambda _m: None)  # fmt: skip
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["held_out"]["nats_per_char"] == report["held_out"]["nats_per_char"] > 0
+    for name in ("unconstrained", "constrained"):
+        for field in ("midi_with_notes_pct", "valid_headers_pct", "mid_section_bars_exact_pct",
+                      "tunes_all_bars_exact_pct", "mean_bars", "copy_rate_pct", "meters", "keys",
+                      "meter_distance_tv", "key_distance_tv", "generation_seconds"):  # fmt: skip
+            assert field in saved[name], (name, field)
+    assert saved["constrained"]["valid_headers_pct"] == 100.0
+    assert {"report.md", "loss.png", "distributions.png"} <= {p.name for p in out.iterdir()}
+    assert "bits/char" in (out / "report.md").read_text()
