@@ -300,10 +300,11 @@ def train(
         model_config.validate()
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    if model_config.kind == "transformer" and train_config.seq_len > model_config.context:
-        raise UserError(
-            f"--seq-len {train_config.seq_len} is longer than the Transformer's context {model_config.context}"
-        )
+    if model_config.kind == "transformer" and train_config.seq_len != model_config.context:
+        # A Transformer only generalises to positions it was trained on, and evaluation and
+        # generation use its whole context: train on windows of exactly that length.
+        log(f"notice: training the Transformer on windows of its context length {model_config.context}")
+        train_config = dataclasses.replace(train_config, seq_len=model_config.context)
 
     strategy = make_strategy(train_config.strategy)  # first: multi-worker must precede other ops
     import keras
