@@ -6,6 +6,7 @@ External programs run from an argument list (no shell), with a timeout; a failur
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,8 @@ from musicseq import fileio
 SAMPLE_RATE = 44100
 PEAK = 0.89  # normalise WAVs to about -1 dBFS
 TAIL_SECONDS = 1.0  # keep at most this much release after the last MIDI event
-MAX_STDERR = 2000
+MAX_STDERR = 2000  # characters of a program's output kept for an error message
+MAX_OUTPUT = 64 * 1024  # bytes of a program's output ever read back
 
 
 class RenderError(Exception):
@@ -43,18 +45,29 @@ def _notice(key: str, message: str) -> None:
         print(f"notice: {message}", file=sys.stderr)
 
 
-def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(args, capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise RenderError(f"{Path(args[0]).name} timed out after {timeout:.0f} s") from exc
-    except OSError as exc:
-        raise RenderError(f"cannot run {args[0]}: {exc}") from exc
+def _run(args: list[str], timeout: float) -> str:
+    """Run a program (no shell) with a timeout; returns the tail of its stdout + stderr.
+
+    Output goes to a temporary file rather than a pipe, so a program that prints without
+    end cannot fill memory; only the last ``MAX_OUTPUT`` bytes are read back.
+    """
+    with tempfile.TemporaryFile() as output:
+        try:
+            subprocess.run(args, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                           timeout=timeout, check=False)  # fmt: skip
+        except subprocess.TimeoutExpired as exc:
+            raise RenderError(f"{Path(args[0]).name} timed out after {timeout:.0f} s") from exc
+        except OSError as exc:
+            raise RenderError(f"cannot run {args[0]}: {exc}") from exc
+        size = output.seek(0, os.SEEK_END)
+        output.seek(max(0, size - MAX_OUTPUT))
+        return output.read().decode("utf-8", "replace").strip()[-MAX_STDERR:]
 
 
-def _tail(data: bytes) -> str:
-    text = data.decode("utf-8", "replace").strip()
-    return text[-MAX_STDERR:]
+def _summary(output: str) -> str:
+    """The last two non-empty lines of a program's output, on one line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    return " / ".join(lines[-2:]) or "(no output)"
 
 
 def midi_info(path: str | Path) -> MidiInfo:
@@ -79,12 +92,10 @@ def abc_to_midi(abc_path: str | Path, midi_path: str | Path, timeout: float = 30
     exe = shutil.which("abc2midi")
     if exe:
         with fileio.atomic_path(midi_path) as tmp:
-            result = _run([exe, str(abc_path), "-o", str(tmp)], timeout)
+            output = _run([exe, str(abc_path), "-o", str(tmp)], timeout)
             # abc2midi exits 0 even when it wrote nothing: the file is the real verdict.
             if not tmp.exists() or tmp.stat().st_size == 0:
-                raise RenderError(
-                    f"abc2midi wrote no MIDI for {abc_path}: {_tail(result.stdout + result.stderr)}"
-                )
+                raise RenderError(f"abc2midi wrote no MIDI for {abc_path}: {_summary(output)}")
             info = midi_info(tmp)
             if info.notes == 0:
                 raise RenderError(f"abc2midi wrote a MIDI file without notes for {abc_path}")
@@ -131,9 +142,9 @@ def midi_to_wav(midi_path: str | Path, wav_path: str | Path, timeout: float = 12
             raw = Path(tmp_dir) / "raw.wav"
             args = [exe, "-ni", "-q", "-g", "1.0", "-r", str(SAMPLE_RATE), "-F", str(raw),
                     str(soundfont_path()), str(midi_path)]  # fmt: skip
-            result = _run(args, timeout)
+            output = _run(args, timeout)
             if not raw.exists() or raw.stat().st_size <= 44:
-                raise RenderError(f"fluidsynth wrote no audio: {_tail(result.stderr)}")
+                raise RenderError(f"fluidsynth wrote no audio: {_summary(output)}")
             audio, rate = read_wav(raw)
         backend = "fluidsynth"
     else:

@@ -38,6 +38,7 @@ VOCAB_FILE = "vocab.json"
 HISTORY_FILE = "history.json"
 LOSS_PLOT = "loss.png"
 CHECKPOINT_DIR = "checkpoint"
+MAX_JSON_BYTES = 1024 * 1024  # config.json / vocab.json larger than this are refused
 
 
 def make_strategy(name: str):
@@ -303,7 +304,9 @@ def train(
     if model_config.kind == "transformer" and train_config.seq_len != model_config.context:
         # A Transformer only generalises to positions it was trained on, and evaluation and
         # generation use its whole context: train on windows of exactly that length.
-        log(f"notice: training the Transformer on windows of its context length {model_config.context}")
+        log(
+            f"notice: training the Transformer on windows of its context length {model_config.context}"
+        )
         train_config = dataclasses.replace(train_config, seq_len=model_config.context)
 
     strategy = make_strategy(train_config.strategy)  # first: multi-worker must precede other ops
@@ -563,6 +566,11 @@ def load_model_dir(model_dir: str | Path):
     for name in (CONFIG_FILE, VOCAB_FILE, MODEL_FILE):
         if not (path / name).is_file():
             raise UserError(f"{path} is not a musicseq model directory: {name} is missing")
+    for name in (CONFIG_FILE, VOCAB_FILE):
+        if (path / name).stat().st_size > MAX_JSON_BYTES:
+            raise UserError(
+                f"{path / name} is larger than {MAX_JSON_BYTES // 1024} KB: not a musicseq file"
+            )
     try:
         raw = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

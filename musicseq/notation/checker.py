@@ -52,7 +52,8 @@ def _multiplier(suffix: str) -> Fraction:
         head, *rest = suffix.split("/")
         value = Fraction(int(head[:5]) if head else 1)
         for part in rest:
-            value /= int(part[:5]) if part else 2
+            divisor = int(part[:5]) if part else 2
+            value = value / divisor if divisor else Fraction(-1)  # "A/0": flagged by the caller
         if len(_MULTIPLIERS) < 10_000:
             _MULTIPLIERS[suffix] = value
     return value
@@ -242,6 +243,11 @@ class _BodyChecker:
 
     def add(self, ticks) -> None:
         """Add a note or rest of ``ticks`` (before tuplet and broken-rhythm factors)."""
+        if ticks < 0:  # a length suffix that divides by zero
+            self.report.problem(
+                self.start[0], self.start[1], "note length divided by zero in this bar"
+            )
+            ticks = 0
         in_tuplet = self.tuplet_left > 0
         value = ticks
         if in_tuplet:
@@ -369,7 +375,9 @@ class _BodyChecker:
                 self.add(ticks)
             elif ch in "ZX":
                 count, i = self.number(text, i + 1)
-                for _ in range(count or 1):  # multi-bar rest: whole bars
+                for _ in range(
+                    min(count or 1, 64)
+                ):  # multi-bar rest: whole bars (at most 64 counted)
                     self.add(_whole((self.bar_length or 0) * TICKS))
                     self.close_bar(False, False)
             elif ch == "(":
