@@ -112,7 +112,7 @@ def main() -> int:
         ("1 MB of bar lines", "|:" * 500_000),
         ("1 MB of decorations", "!trill!" * 150_000),
     ]:
-        case("pathological", run_text, header + body, "patho.abc")
+        case(f"pathological: {label}", run_text, header + body, "patho.abc")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "latin1.abc").write_bytes("X:1\nT:Caf\u00e9\nM:2/4\nK:D\nAB|\n".encode("latin-1"))
