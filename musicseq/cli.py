@@ -341,6 +341,8 @@ def cmd_render(args) -> int:
     with tempfile.TemporaryDirectory(prefix="musicseq-render-") as tmp:
         paths = []
         for file in args.files:
+            if file.is_dir():
+                raise UserError(f"{file} is a directory; give .abc files")
             if not file.is_file():
                 raise UserError(f"no such file: {file}")
             parsed = parse_tunebook(decode_bytes(file.read_bytes()), str(file))

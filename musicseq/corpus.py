@@ -139,7 +139,11 @@ def build_corpus(files: list[Path]) -> Corpus:
     """Parse, de-duplicate and split ``files``; raises :class:`UserError` if no tune survives."""
     parsed = load_tunes(files)
     if not parsed.tunes:
-        raise UserError(f"no usable tunes in {len(files)} file(s) ({len(parsed.errors)} errors)")
+        if parsed.errors:
+            raise UserError(
+                f"no usable tunes in {len(files)} file(s); {len(parsed.errors)} rejected, first: {parsed.errors[0]}"
+            )
+        raise UserError(f"no tunes in {len(files)} file(s): no line starts with X:")
     return Corpus(split_tunes(parsed.tunes), parsed.errors, [str(f) for f in files])
 
 

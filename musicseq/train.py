@@ -601,7 +601,9 @@ def load_model_dir(model_dir: str | Path):
         model = keras.saving.load_model(path / MODEL_FILE, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a bad file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot load {path / MODEL_FILE}: {first}") from exc
+        if "Lambda" in first:  # Keras' safe mode refused code embedded in the file
+            first = "it carries a Lambda layer (Python code); refused, musicseq never runs code from model files"
+        raise UserError(f"cannot load {path / MODEL_FILE}: {first.split('. ')[0]}") from exc
     embedding = model.get_layer("embedding") if _has_layer(model, "embedding") else None
     if embedding is None or embedding.input_dim != model_config.vocab_size:
         raise UserError(f"{path}: the model file does not match config.json (embedding size)")

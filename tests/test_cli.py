@@ -65,7 +65,7 @@ def test_empty_corpus_file(capsys, tmp_path):
         capsys,
         2,
         ["train", "--data", str(tmp_path / "empty.abc"), "--out", str(tmp_path / "m")],
-        "no usable tunes",
+        "no line starts with X:",
     )
 
 

@@ -79,7 +79,7 @@ def test_missing_and_empty_inputs(tmp_path):
     with pytest.raises(UserError, match="no .abc files"):
         corpus.find_abc_files(tmp_path)
     (tmp_path / "empty.abc").write_text("")
-    with pytest.raises(UserError, match="no usable tunes"):
+    with pytest.raises(UserError, match="no line starts with X:"):
         corpus.build_corpus([tmp_path / "empty.abc"])
 
 
