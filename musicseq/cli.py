@@ -175,6 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser(
+        "inspect",
+        help="interpretable hidden units (RNNs) or attention maps (Transformer) on a tune",
+    )
+    p.add_argument("model_dir", type=Path)
+    p.add_argument("--tune", type=Path, required=True, help="an .abc file (its first tune is used)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--top", type=_positive_int, default=3, help="units drawn per feature")
+
+    p = sub.add_parser(
         "export", help="write a TensorFlow SavedModel with generate/score signatures"
     )
     p.add_argument("model_dir", type=Path)
@@ -324,6 +333,14 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_inspect(args) -> int:
+    from musicseq.visualize import inspect_model
+
+    inspect_model(args.model_dir, args.tune, args.out, top=args.top)
+    print(f"wrote {args.out}")
+    return 0
+
+
 def cmd_export(args) -> int:
     from musicseq.export import export_savedmodel
     from musicseq.train import load_model_dir
@@ -416,6 +433,7 @@ COMMANDS = {
     "train": cmd_train,
     "generate": cmd_generate,
     "evaluate": cmd_evaluate,
+    "inspect": cmd_inspect,
     "export": cmd_export,
     "render": cmd_render,
 }
@@ -425,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         args = build_parser().parse_args(argv)
-        if args.command in ("train", "generate", "export", "evaluate"):
+        if args.command in ("train", "generate", "export", "evaluate", "inspect"):
             from musicseq._tf import quiet_import
 
             # Multi-worker collectives must be configured before TensorFlow initialises devices.

@@ -133,14 +133,20 @@ def soundfont_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "TimGM6mb.sf2"
 
 
-def midi_to_wav(midi_path: str | Path, wav_path: str | Path, timeout: float = 120.0) -> str:
+def midi_to_wav(
+    midi_path: str | Path,
+    wav_path: str | Path,
+    timeout: float = 120.0,
+    sample_rate: int = SAMPLE_RATE,
+    mono: bool = False,
+) -> str:
     """Render ``midi_path`` to a normalised 16-bit WAV; returns the backend used."""
     info = midi_info(midi_path)
     exe = shutil.which("fluidsynth")
     if exe:
         with tempfile.TemporaryDirectory(prefix="musicseq-") as tmp_dir:
             raw = Path(tmp_dir) / "raw.wav"
-            args = [exe, "-ni", "-q", "-g", "1.0", "-r", str(SAMPLE_RATE), "-F", str(raw),
+            args = [exe, "-ni", "-q", "-g", "1.0", "-r", str(sample_rate), "-F", str(raw),
                     str(soundfont_path()), str(midi_path)]  # fmt: skip
             output = _run(args, timeout)
             if not raw.exists() or raw.stat().st_size <= 44:
@@ -152,13 +158,15 @@ def midi_to_wav(midi_path: str | Path, wav_path: str | Path, timeout: float = 12
         import pretty_midi
 
         try:
-            audio = pretty_midi.PrettyMIDI(str(midi_path)).synthesize(fs=SAMPLE_RATE)
+            audio = pretty_midi.PrettyMIDI(str(midi_path)).synthesize(fs=sample_rate)
         except Exception as exc:
             raise RenderError(f"pretty_midi could not synthesise {midi_path}: {exc}") from exc
-        audio, rate = audio[:, None], SAMPLE_RATE
+        audio, rate = audio[:, None], sample_rate
         backend = "pretty_midi"
     # Keep the music plus a short release; fluidsynth's reverb tail can run long.
     audio = audio[: int((info.seconds + TAIL_SECONDS) * rate)]
+    if mono:
+        audio = audio.mean(axis=1, keepdims=True)
     write_wav(wav_path, normalise(audio), rate)
     return backend
 

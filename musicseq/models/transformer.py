@@ -116,7 +116,8 @@ class CausalSelfAttention(keras.layers.Layer):
         context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (batch, time, -1))
         return ops.matmul(context, self.out_kernel) + self.out_bias
 
-    def call(self, x, training=None, return_kv=False):
+    def attention_weights(self, x):
+        """Causal attention weights ``(batch, heads, time, time)``, keys and values."""
         q, k, v = self._heads(ops.matmul(x, self.qkv_kernel) + self.qkv_bias)
         scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) / math.sqrt(
             self.key_dim
@@ -124,9 +125,11 @@ class CausalSelfAttention(keras.layers.Layer):
         time = ops.shape(x)[1]
         causal = ops.tril(ops.ones((time, time), dtype="bool"))
         scores = ops.where(causal[None, None], scores, ops.cast(-1e9, scores.dtype))
-        weights = self.dropout_layer(
-            ops.softmax(ops.cast(scores, "float32"), axis=-1), training=training
-        )
+        return ops.softmax(ops.cast(scores, "float32"), axis=-1), k, v
+
+    def call(self, x, training=None, return_kv=False):
+        weights, k, v = self.attention_weights(x)
+        weights = self.dropout_layer(weights, training=training)
         out = self._merge(ops.matmul(ops.cast(weights, v.dtype), v))
         return (out, k, v) if return_kv else out
 

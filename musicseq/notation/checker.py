@@ -16,7 +16,6 @@ from fractions import Fraction
 from musicseq.notation.tunebook import (
     ABCError,
     Tune,
-    default_unit_length,
     parse_key,
     parse_length,
     parse_meter,
@@ -196,8 +195,11 @@ def _tuplet_q(p: int, compound: bool) -> int:
 class _BodyChecker:
     """Walks the body once, token by token, accumulating bar durations."""
 
-    def __init__(self, report: CheckReport, bar: Fraction | None, unit: Fraction):
+    def __init__(
+        self, report: CheckReport, bar: Fraction | None, unit: Fraction, trace: list | None = None
+    ):
         self.report = report
+        self.trace = trace
         self.bar_length = bar
         self.meter_numerator = None
         self.unit_ticks = _whole(unit * TICKS)
@@ -314,8 +316,11 @@ class _BodyChecker:
     def line(self, text: str, number: int) -> None:
         i, n = 0, len(text)
         report = self.report
+        trace = self.trace
         while i < n:
             ch = text[i]
+            if trace is not None:  # (line, column index, ticks into the bar, bar length)
+                trace.append((number, i, self.duration, self.bar_length))
             column = i + 1
             if ch in NOTE_START:
                 match = _NOTE.match(text, i)
@@ -529,11 +534,27 @@ def tune_key_and_meter(text: str) -> tuple[str | None, str | None]:
     return tune.get("K"), tune.get("M")
 
 
-__all__ = [
-    "Bar",
-    "CheckReport",
-    "check_text",
-    "check_tune",
-    "default_unit_length",
-    "tune_key_and_meter",
-]
+def bar_positions(text: str) -> list[float]:
+    """For every character of a tune's text, how far into its bar it is (0 … 1 of the meter).
+
+    Header lines and free-meter music get 0. The value of a character is that of the
+    token it belongs to (the time elapsed in the bar when the token starts).
+    """
+    tune = parse_tune(text)
+    trace: list = []
+    checker = _BodyChecker(CheckReport(), tune.meter.bar, tune.unit_length, trace)
+    checker.run(tune.body, len(tune.headers) + 1)
+    starts = {}  # (line number, column) -> fraction of the bar
+    for number, column, ticks, bar in trace:
+        starts[(number, column)] = float(Fraction(ticks) / TICKS / bar) if bar else 0.0
+    values = []
+    for number, line in enumerate(tune.text().split("\n"), start=1):
+        current = 0.0
+        for column in range(len(line)):
+            current = starts.get((number, column), current)
+            values.append(current)
+        values.append(current)  # the newline
+    return values[: len(tune.text())]
+
+
+__all__ = ["Bar", "CheckReport", "bar_positions", "check_text", "check_tune", "tune_key_and_meter"]

@@ -1,0 +1,186 @@
+"""The notebook-friendly Python API: :class:`Tune`, :class:`TuneSet`, load and generate.
+
+    import musicseq.api as ms
+    model = ms.load_model("saved_models/folk-gru")
+    tunes = ms.generate(model, num=4, temperature=0.8, seed=1, constrain=True)
+    tunes            # a table in a notebook
+    tunes[0]         # title, header, ABC text and an audio player
+    tunes[0].to_wav("tune.wav"); tunes[0].piano_roll()
+
+Rendering is lazy and happens in a scratch directory unless a path is given. No notebook
+package is required: the HTML is plain (a WAV embedded as a data URI).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from musicseq.notation import ABCError, parse_tune, parse_tunebook
+from musicseq.notation.checker import CheckReport, check_text
+
+DISPLAY_SAMPLE_RATE = 16000  # inline audio: mono 16 kHz keeps notebooks small
+
+
+class Tune:
+    """One tune: its ABC text, the parsed header and body (if it parses) and a check report."""
+
+    def __init__(self, text: str, source: str = "", number: int | None = None):
+        self.text = text if text.endswith("\n") else text + "\n"
+        self.source = source
+        self.number = number
+        try:
+            self.parsed = parse_tune(self.text, source or "<tune>")
+            self.error: str | None = None
+        except ABCError as exc:
+            self.parsed, self.error = None, str(exc)
+
+    @property
+    def title(self) -> str:
+        return self.parsed.title if self.parsed else ""
+
+    @property
+    def meter(self) -> str:
+        return (self.parsed.get("M") or "") if self.parsed else ""
+
+    @property
+    def key(self) -> str:
+        return self.parsed.key if self.parsed else ""
+
+    def check(self) -> CheckReport:
+        return check_text(self.text)
+
+    def __repr__(self) -> str:
+        return f"Tune({self.title or '(untitled)'!r}, M:{self.meter or '?'}, K:{self.key or '?'})"
+
+    # --- rendering ------------------------------------------------------------------------
+
+    def to_midi(self, path: str | Path) -> Path:
+        """Write the tune as MIDI (abc2midi, else music21); raises ``RenderError``."""
+        from musicseq.render import abc_to_midi
+
+        path = Path(path)
+        with tempfile.TemporaryDirectory(prefix="musicseq-tune-") as tmp:
+            abc = Path(tmp) / "tune.abc"
+            abc.write_text(self.text, encoding="ascii", errors="replace")
+            abc_to_midi(abc, path)
+        return path
+
+    def to_wav(self, path: str | Path, sample_rate: int | None = None, mono: bool = False) -> Path:
+        """Write the tune as a WAV (fluidsynth, else pretty_midi); raises ``RenderError``."""
+        from musicseq.render import SAMPLE_RATE, midi_to_wav
+
+        path = Path(path)
+        with tempfile.TemporaryDirectory(prefix="musicseq-tune-") as tmp:
+            midi = self.to_midi(Path(tmp) / "tune.mid")
+            midi_to_wav(midi, path, sample_rate=sample_rate or SAMPLE_RATE, mono=mono)
+        return path
+
+    def piano_roll(self):
+        """A matplotlib figure of the tune's piano roll."""
+        from musicseq.render import piano_roll_figure
+
+        with tempfile.TemporaryDirectory(prefix="musicseq-tune-") as tmp:
+            midi = self.to_midi(Path(tmp) / "tune.mid")
+            return piano_roll_figure([midi], [self.title or "tune"])
+
+    def audio_html(self) -> str:
+        """An ``<audio>`` element with the tune embedded, or "" if it cannot be rendered."""
+        from musicseq.render import RenderError
+
+        try:
+            with tempfile.TemporaryDirectory(prefix="musicseq-tune-") as tmp:
+                wav = self.to_wav(
+                    Path(tmp) / "tune.wav", sample_rate=DISPLAY_SAMPLE_RATE, mono=True
+                )
+                data = base64.b64encode(wav.read_bytes()).decode("ascii")
+        except (RenderError, OSError):
+            return ""
+        return f'<audio controls src="data:audio/wav;base64,{data}"></audio>'
+
+    def _repr_html_(self) -> str:
+        title = html.escape(self.title or "(untitled)")
+        header = ""
+        if self.parsed:
+            header = " · ".join(
+                html.escape(f"{k}:{v}") for k, v in self.parsed.headers if k in "MLKQR"
+            )
+        audio = self.audio_html() or "<em>(no audio: the tune could not be rendered)</em>"
+        note = f"<p><em>{html.escape(self.error)}</em></p>" if self.error else ""
+        return (
+            f"<div><h4>{title}</h4><p>{header}</p>{note}{audio}"
+            f"<pre>{html.escape(self.text)}</pre></div>"
+        )
+
+
+class TuneSet(list):
+    """A list of :class:`Tune` that shows as a table and renders all at once."""
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{i}</td><td>{html.escape(t.title)}</td><td>{html.escape(t.meter)}</td>"
+            f"<td>{html.escape(t.key)}</td><td>{len(t.check().bars)}</td>"
+            f"<td>{'ok' if t.check().ok else 'issues'}</td></tr>"
+            for i, t in enumerate(self, start=1)
+        )
+        return ("<table><tr><th>#</th><th>title</th><th>meter</th><th>key</th><th>bars</th>"
+                f"<th>check</th></tr>{rows}</table>")  # fmt: skip
+
+    def render_all(self, out_dir: str | Path, wav: bool = True) -> list:
+        """Write ``tune_NNN.abc``/``.mid``/``.wav`` for every tune into ``out_dir``."""
+        from musicseq import fileio
+        from musicseq.render import render_file
+
+        out = Path(out_dir)
+        results = []
+        for index, tune in enumerate(self, start=1):
+            abc = out / f"tune_{index:03d}.abc"
+            fileio.write_text(abc, tune.text)
+            results.append(render_file(abc, out, wav=wav))
+        return results
+
+
+@dataclass
+class LoadedModel:
+    """A model directory loaded for generation: Keras model, its config and vocabulary."""
+
+    model: object
+    config: object
+    vocab: object
+    path: Path
+
+
+def load_model(model_dir: str | Path) -> LoadedModel:
+    from musicseq.train import load_model_dir
+
+    model, config, vocab = load_model_dir(model_dir)
+    return LoadedModel(model, config, vocab, Path(model_dir))
+
+
+def generate(
+    loaded: LoadedModel, num: int = 4, constrain: bool = False, fixed: dict | None = None, **options
+) -> TuneSet:
+    """Generate tunes; ``options`` are :class:`musicseq.config.SampleConfig` fields."""
+    from musicseq.config import SampleConfig
+    from musicseq.sampling import generate as sample
+    from musicseq.sampling import generate_constrained
+
+    config = SampleConfig(num=num, **options)
+    if constrain:
+        texts = generate_constrained(loaded.model, loaded.config, loaded.vocab, config, fixed=fixed)
+    else:
+        texts = sample(loaded.model, loaded.config, loaded.vocab, config)
+    return TuneSet(Tune(t, source=str(loaded.path), number=i) for i, t in enumerate(texts, start=1))
+
+
+def load_tunes(path: str | Path) -> TuneSet:
+    """Every tune of an ``.abc`` file (bad ones are skipped; see ``parse_tunebook``)."""
+    from musicseq.notation import decode_bytes
+
+    result = parse_tunebook(decode_bytes(Path(path).read_bytes()), str(path))
+    return TuneSet(
+        Tune(t.text(), source=str(path), number=i) for i, t in enumerate(result.tunes, start=1)
+    )
