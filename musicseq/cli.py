@@ -122,9 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--precision", default="float32", choices=PRECISIONS, help="mixed precision (GPU/TPU)"
     )
-    p.add_argument(
-        "--jit-compile", action="store_true", help="XLA-compile the train step (GPU/TPU)"
-    )
+    p.add_argument("--jit-compile", default="auto", choices=("auto", "on", "off"),
+                   help="XLA for the train step (auto: on for the fused LSTM/GRU on CPU)")  # fmt: skip
     p.add_argument("--deterministic", action="store_true", help="TensorFlow op determinism")
     p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

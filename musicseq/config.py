@@ -34,6 +34,7 @@ class ModelConfig:
     num_heads: int = 4  # Transformer attention heads (units must divide by it)
     context: int = 256  # Transformer context length (longest window it attends over)
     positional: str = "sinusoidal"  # Transformer positional encoding: sinusoidal | learned
+    fused: bool = True  # lstm/gru: faster CPU recurrence (same weights; Keras/cuDNN path on GPU)
 
     def validate(self) -> None:
         if self.kind not in MODEL_KINDS:
@@ -77,7 +78,9 @@ class TrainConfig:
     save_every: int = 200  # steps between resumable checkpoints (and at every epoch end)
     strategy: str = "auto"  # auto | default | one_device | mirrored | multi_worker | tpu
     precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16 (GPU/TPU)
-    jit_compile: bool = False  # XLA-compile the train step (GPU/TPU; no gain measured on CPU)
+    jit_compile: str = (
+        "auto"  # XLA for the train step: auto (on for fused LSTM/GRU on CPU) | on | off
+    )
     deterministic: bool = False  # TensorFlow op determinism (slower; reproducible on CPU)
     tensorboard: bool = True  # write TensorBoard logs to MODEL_DIR/logs
 
@@ -108,6 +111,8 @@ class TrainConfig:
             raise ValueError(
                 f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
             )
+        if self.jit_compile not in ("auto", "on", "off"):
+            raise ValueError(f"jit-compile must be auto, on or off, got {self.jit_compile!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"

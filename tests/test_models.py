@@ -220,3 +220,52 @@ def test_held_out_loss_windows_score_every_character_once():
             np.testing.assert_array_equal(y, x + 1)
             scored += list(y[first:])
         assert scored == list(range(1, n + 1))
+
+
+@pytest.mark.parametrize("name", ["LSTM", "GRU"])
+def test_fused_layers_equal_keras_layers_in_outputs_and_gradients(name):
+    import tensorflow as tf
+
+    from musicseq.models import fused
+
+    rng = np.random.default_rng(5)
+    x = tf.constant(rng.normal(size=(3, 11, 7)).astype(np.float32))
+    ref = getattr(keras.layers, name)(9, return_sequences=True, return_state=True)
+    mine = getattr(fused, f"Fused{name}")(9, return_sequences=True, return_state=True)
+    ref.build(x.shape)
+    mine.build(x.shape)
+    ref.set_weights(
+        [w + rng.normal(size=w.shape).astype(np.float32) * 0.3 for w in ref.get_weights()]
+    )
+    mine.set_weights(ref.get_weights())
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        outs = [ref(x), mine(x)]
+        losses = [tf.reduce_sum(o[0] ** 2) + tf.reduce_sum(o[-1] * 0.5) for o in outs]
+    for a, b in zip(*outs):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+    ref_grads = tape.gradient(losses[0], [x, *ref.trainable_weights])
+    my_grads = tape.gradient(losses[1], [x, *mine.trainable_weights])
+    for a, b in zip(ref_grads, my_grads):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+
+
+def test_fused_layers_defer_to_keras_where_the_fast_path_does_not_apply():
+    from musicseq.models import fused
+
+    layer = fused.FusedLSTM(4, go_backwards=True)
+    layer.build((1, 3, 2))
+    assert not fused._fast_path_ok(layer, None, False)
+    plain = fused.FusedGRU(4)
+    plain.build((1, 3, 2))
+    assert fused._fast_path_ok(plain, None, False)  # CPU, default activations
+    assert not fused._fast_path_ok(plain, np.ones((1, 3), bool), False)  # masks use Keras' loop
+
+
+def test_fused_model_loads_as_plain_keras_weights(tmp_path):
+    config = _config("lstm", num_layers=1)
+    fused_model = build_model(config)
+    plain_model = build_model(dataclasses.replace(config, fused=False))
+    plain_model.set_weights(fused_model.get_weights())  # same weights, same layout
+    ids = np.random.default_rng(6).integers(0, 11, size=(2, 8)).astype(np.int32)
+    np.testing.assert_allclose(fused_model(ids).numpy(), plain_model(ids).numpy(), atol=1e-5)

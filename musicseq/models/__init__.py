@@ -35,4 +35,4 @@ def step_function(model, config: ModelConfig):
 
 def register_custom_objects() -> None:
     """Import the modules whose layers are registered for ``.keras`` loading."""
-    from musicseq.models import rnn_cell, transformer  # noqa: F401
+    from musicseq.models import fused, rnn_cell, transformer  # noqa: F401

@@ -24,7 +24,12 @@ def recurrent_layer(config: ModelConfig, name: str) -> keras.layers.Layer:
             recurrent_initializer=config.recurrent_initializer,
         )
         return keras.layers.RNN(cell, return_sequences=True, name=name)
-    layer_cls = getattr(keras.layers, _LAYERS[config.kind])
+    if config.fused and config.kind in ("lstm", "gru"):
+        from musicseq.models.fused import FusedGRU, FusedLSTM
+
+        layer_cls = FusedLSTM if config.kind == "lstm" else FusedGRU
+    else:
+        layer_cls = getattr(keras.layers, _LAYERS[config.kind])
     return layer_cls(config.units, return_sequences=True, name=name)
 
 
