@@ -317,24 +317,31 @@ class _BodyChecker:
         i, n = 0, len(text)
         report = self.report
         trace = self.trace
+        tick_cache = self.tick_cache
+        note_match = _NOTE.match
         while i < n:
             ch = text[i]
             if trace is not None:  # (line, column index, ticks into the bar, bar length)
                 trace.append((number, i, self.duration, self.bar_length))
-            column = i + 1
-            if ch in NOTE_START:
-                match = _NOTE.match(text, i)
+            if ch in NOTE_START:  # the hot path: a note, in one regex match
+                match = note_match(text, i)
                 if match is None:
-                    report.problem(number, column, "accidental without a note")
+                    report.problem(number, i + 1, "accidental without a note")
                     i += 1
                     continue
-                suffix = match.group(1)
-                ticks = self.tick_cache.get((self.unit_ticks, suffix))
+                ticks = tick_cache.get((self.unit_ticks, match.group(1)))
                 if ticks is None:
-                    ticks, _ = self.suffix_ticks(suffix, 0)
-                self.add(ticks)
+                    ticks, _ = self.suffix_ticks(match.group(1), 0)
+                if self.tuplet_left or self.broken is not None or ticks < 0:
+                    self.add(ticks)
+                else:  # add() without factors
+                    self.duration += ticks
+                    self.has_content = True
+                    self.last_note = (ticks, False)
                 i = match.end()
-            elif ch in IGNORED:
+                continue
+            column = i + 1
+            if ch in IGNORED:
                 i += 1
             elif ch == '"':
                 end = text.find('"', i + 1)
