@@ -53,13 +53,17 @@ def main() -> None:
     x = keras.layers.Embedding(len(vocab), 64, name="embedding")(ids)
     x = keras.layers.LSTM(512, return_sequences=True)(x)
     model = keras.Model(ids, keras.layers.Dense(len(vocab))(x))
-    model.compile(keras.optimizers.Adam(2e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        keras.optimizers.Adam(2e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     started = time.monotonic()
     history = model.fit(training_dataset(stream, 100, 64, args.seed), steps_per_epoch=200, epochs=100_000,
                         validation_data=val, callbacks=[Budget(args.minutes * 60)], verbose=2, shuffle=False)  # fmt: skip
     seconds = time.monotonic() - started
     steps = int(model.optimizer.iterations.numpy())
-    loss = held_out_loss(model, ModelConfig(kind="lstm", vocab_size=len(vocab)), vocab, load_split(args.data, "test"))
+    loss = held_out_loss(
+        model, ModelConfig(kind="lstm", vocab_size=len(vocab)), vocab, load_split(args.data, "test")
+    )
     result = {
         "model": "Embedding 64 -> keras.layers.LSTM(512) -> Dense; Adam 2e-3; batch 64 x 100",
         "minutes_budget": args.minutes,

@@ -57,12 +57,27 @@ def main() -> None:
         "ngram_best": {"order": best_order, "nats_per_char": ngram[best_order]},
         "improvement_over_ngram_pct": 100 * (1 - ours / ngram[best_order]),
         "baseline_lstm": baseline,
-        "improvement_over_baseline_lstm_pct": 100 * (1 - ours / baseline["test_nats_per_char"]) if baseline else None,
-        "generated": {k: {m: report[k][m] for m in ("tunes", "midi_with_notes_pct", "valid_headers_pct",
-                                                     "mid_section_bars_exact_pct", "tunes_all_bars_exact_pct",
-                                                     "mean_bars", "copy_rate_pct", "meter_distance_tv",
-                                                     "key_distance_tv", "characters_per_second")}
-                      for k in ("unconstrained", "constrained")},  # fmt: skip
+        "improvement_over_baseline_lstm_pct": 100 * (1 - ours / baseline["test_nats_per_char"])
+        if baseline
+        else None,
+        "generated": {
+            k: {
+                m: report[k][m]
+                for m in (
+                    "tunes",
+                    "midi_with_notes_pct",
+                    "valid_headers_pct",
+                    "mid_section_bars_exact_pct",
+                    "tunes_all_bars_exact_pct",
+                    "mean_bars",
+                    "copy_rate_pct",
+                    "meter_distance_tv",
+                    "key_distance_tv",
+                    "characters_per_second",
+                )
+            }
+            for k in ("unconstrained", "constrained")
+        },  # fmt: skip
         "training_tokens": history["tokens"],
         "training_steps": history["steps"],
         "training_seconds": history["seconds"],
