@@ -8,6 +8,7 @@ resumable ``checkpoint/``. Every file is written atomically. This module never b
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -393,33 +394,13 @@ def train(
         missing = (
             per_epoch - (step - done_epochs * per_epoch) if step > done_epochs * per_epoch else 0
         )
+        run_epochs = functools.partial(fit, strategy, model, train_ds, val_ds, callbacks=callbacks,
+                                       verbose=verbose, log=log)  # fmt: skip
         if missing > 0:
-            fit(
-                strategy,
-                model,
-                train_ds,
-                val_ds,
-                done_epochs,
-                done_epochs + 1,
-                missing,
-                callbacks,
-                verbose,
-                log,
-            )
+            run_epochs(done_epochs, done_epochs + 1, missing)
             done_epochs += 1
         if done_epochs < epochs and not getattr(model, "stop_training", False):
-            fit(
-                strategy,
-                model,
-                train_ds,
-                val_ds,
-                done_epochs,
-                epochs,
-                per_epoch,
-                callbacks,
-                verbose,
-                log,
-            )
+            run_epochs(done_epochs, epochs, per_epoch)
     history = dict(run["history"])
     history["seconds"] = run.elapsed()
     history["steps"] = int(model.optimizer.iterations.numpy())
