@@ -124,7 +124,7 @@ def plan_steps(train_config: TrainConfig, steps_in_pass: int) -> tuple[int, int]
     """
     per_epoch = train_config.steps_per_epoch or steps_in_pass
     if train_config.minutes is not None:
-        return 1_000_000, min(per_epoch, 200)
+        return 1_000_000, train_config.steps_per_epoch or min(steps_in_pass, 200)
     if train_config.steps is not None:
         per_epoch = min(per_epoch, train_config.steps)
         epochs = math.ceil(train_config.steps / per_epoch)

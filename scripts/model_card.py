@@ -119,7 +119,7 @@ def card(model_dir: Path, m: dict, config) -> str:
         "",
         "```sh",
         "make train      # = musicseq data && musicseq train --model gru --units 512 --embedding-dim 64 \\",
-        "                #     --dropout 0.5 --batch-size 64 --seq-len 128 --minutes 30 --steps-per-epoch 500 \\",
+        "                #     --dropout 0.5 --batch-size 64 --seq-len 128 --minutes 30 --steps-per-epoch 200 \\",
         "                #     --learning-rate 2e-3 --early-stopping 3 --save-every 500 --seed 2026 \\",
         "                #     --out saved_models/folk-gru --quiet",
         "```",

@@ -125,3 +125,11 @@ def test_rerun_of_a_finished_run_does_not_train_again(tmp_path, data_dir):
     assert (
         fresh["steps"] == 6 and fresh["weights_sha256"] == first["weights_sha256"]
     )  # seeded: same run
+
+
+def test_plan_steps_respects_steps_per_epoch_in_minutes_mode():
+    from musicseq.train import plan_steps
+
+    assert plan_steps(TrainConfig(minutes=1.0, steps_per_epoch=500), 10_000) == (1_000_000, 500)
+    assert plan_steps(TrainConfig(minutes=1.0), 10_000) == (1_000_000, 200)
+    assert plan_steps(TrainConfig(steps=1000, steps_per_epoch=300), 10_000) == (4, 250)
