@@ -129,6 +129,11 @@ def card(model_dir: Path, m: dict, config) -> str:
         "the reference LSTM's training and other work during that time). Adam, gradient clipping by norm 1, "
         f"seed {t['seed']}; early stopping on validation loss with the best weights kept.",
         "",
+        "`config.json` records `--steps-per-epoch 500` as it was given: a bug, fixed since, capped epochs at "
+        "200 steps when a `--minutes` budget is set, so 200-step epochs (validation, early stopping) are what "
+        "ran, and what `make train` now asks for. A time budget also makes the step count depend on the "
+        "machine's speed: `make train` reproduces the procedure, not the exact weights.",
+        "",
         "Why a GRU of this size: in the equal-time comparison (docs/model_comparison.md) the GRU had the "
         "lowest held-out loss per CPU minute of the recurrent kinds, it generates with a single state vector "
         "per stream (fast, see docs/benchmarks.md), and at 0.94M parameters it is small (the files are a few MB). "
