@@ -106,14 +106,27 @@ def learning_rate(train_config: TrainConfig, total_steps: int):
     )
 
 
-def compile_model(model, train_config: TrainConfig, total_steps: int = 1) -> None:
+def use_xla(train_config: TrainConfig, model_config: ModelConfig | None) -> bool:
+    """XLA for the train step: ``on``/``off``, or ``auto``: on for the fused LSTM/GRU on CPU,
+    where it fuses each step's gate maths (measured faster: docs/benchmarks.md), else off."""
+    if train_config.jit_compile != "auto":
+        return train_config.jit_compile == "on"
+    if model_config is None or not (model_config.fused and model_config.kind in ("lstm", "gru")):
+        return False
+    import tensorflow as tf
+
+    return not tf.config.list_logical_devices("GPU")
+
+
+def compile_model(
+    model, train_config: TrainConfig, total_steps: int = 1, model_config: ModelConfig | None = None
+) -> None:
     import keras
 
-    optimizer = keras.optimizers.Adam(
-        learning_rate(train_config, total_steps), clipnorm=train_config.clipnorm
-    )
+    rate = learning_rate(train_config, total_steps)
+    optimizer = keras.optimizers.Adam(rate, clipnorm=train_config.clipnorm)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    model.compile(optimizer=optimizer, loss=loss, jit_compile=train_config.jit_compile)
+    model.compile(optimizer=optimizer, loss=loss, jit_compile=use_xla(train_config, model_config))
 
 
 def plan_steps(train_config: TrainConfig, steps_in_pass: int) -> tuple[int, int]:
@@ -370,7 +383,7 @@ def train(
             model = keras.saving.load_model(checkpointer.dir / MODEL_FILE, safe_mode=True)
         else:
             model = build_model(model_config)
-            compile_model(model, train_config, total_steps)
+            compile_model(model, train_config, total_steps, model_config)
     step = int(model.optimizer.iterations.numpy())
     log(
         f"training {model_config.kind} ({model.count_params():,} parameters) on "

@@ -26,7 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="saved_models/folk-gru")
     parser.add_argument("--transformer", default="out/compare/transformer")
-    parser.add_argument("--tune", default="tests/data/three.abc")
+    parser.add_argument("--tune", default="tests/data/ariel.abc")
     args = parser.parse_args()
     gallery = ROOT / "docs" / "gallery"
     shutil.rmtree(gallery, ignore_errors=True)

@@ -4,8 +4,7 @@
 
 Times, in one process, the pieces of the step for the plain Keras layer and musicseq's fused
 layer (with and without XLA): the forward pass, forward + backward, and the whole optimiser
-step; and, as a floor, the per-step recurrent matrix multiplies alone. Writes its section of
-docs/benchmarks.md.
+step. Writes its section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -80,19 +79,6 @@ def main() -> None:
         rows.append((label, *times))
         print(label, [f"{t * 1000:.0f} ms" for t in times])
 
-    h = tf.random.normal((B, U))
-    w = tf.random.normal((U, 4 * U))
-    dz = tf.random.normal((B, 4 * U))
-
-    @tf.function
-    def recurrent_matmuls():  # forward h W_h and backward dz W_h^T, T steps each
-        acc = tf.zeros((B, 4 * U))
-        for _ in range(T):
-            acc += tf.matmul(h, w)
-            acc += tf.matmul(tf.matmul(dz, w, transpose_b=True), w)
-        return acc
-
-    floor = best_of(recurrent_matmuls) * 2 / 3  # 2 of the 3 matmuls per step are the real work
     tokens = B * T
     lines = [
         "## Where the LSTM training time goes (`python scripts/profile_lstm.py`)",
@@ -105,11 +91,6 @@ def main() -> None:
     lines += [
         f"| {r[0]} | {r[1] * 1e3:.0f} | {r[2] * 1e3:.0f} | {r[3] * 1e3:.0f} | {tokens / r[3]:,.0f} |"
         for r in rows
-    ]
-    lines += [
-        "",
-        f"Floor: the {2 * T} per-step recurrent matrix multiplies of one step alone "
-        f"(h·W_h forward, dz·W_hᵀ backward; {B}×{U} by {U}×{4 * U}) take {floor * 1e3:.0f} ms.",
     ]
     write_section("profile_lstm", "\n".join(lines))
     print("\n".join(lines))
