@@ -107,15 +107,18 @@ def learning_rate(train_config: TrainConfig, total_steps: int):
 
 
 def use_xla(train_config: TrainConfig, model_config: ModelConfig | None) -> bool:
-    """XLA for the train step: ``on``/``off``, or ``auto``: on for the fused LSTM/GRU on CPU,
-    where it fuses each step's gate maths (measured faster: docs/benchmarks.md), else off."""
+    """XLA for the train step: ``on``/``off``, or ``auto``: on for the fused LSTM/GRU on a
+    single CPU replica, where it fuses each step's gate maths (measured faster:
+    docs/benchmarks.md), else off. Call it inside the strategy's scope."""
     if train_config.jit_compile != "auto":
         return train_config.jit_compile == "on"
     if model_config is None or not (model_config.fused and model_config.kind in ("lstm", "gru")):
         return False
     import tensorflow as tf
 
-    return not tf.config.list_logical_devices("GPU")
+    # Not with several replicas: XLA cannot reach variables mirrored on other devices.
+    single_replica = tf.distribute.get_strategy().num_replicas_in_sync == 1
+    return single_replica and not tf.config.list_logical_devices("GPU")
 
 
 def compile_model(

@@ -32,7 +32,9 @@ def test_recorded_held_out_loss_reproduces(shipped, tmp_path):
     from musicseq import corpus
     from musicseq.evaluate import held_out_loss
 
-    built = corpus.build_corpus(corpus.collection_files(corpus.DEFAULT_COLLECTIONS))  # the default corpus
+    built = corpus.build_corpus(
+        corpus.collection_files(corpus.DEFAULT_COLLECTIONS)
+    )  # the default corpus
     recorded = json.loads((SHIPPED / "metrics.json").read_text())["test_nats_per_char"]
     measured = held_out_loss(*shipped, built.texts("test"))["nats_per_char"]
     assert abs(measured - recorded) < 0.01
@@ -43,7 +45,9 @@ def test_eight_tunes_with_a_fixed_seed_all_convert_to_midi(shipped, tmp_path):
     from musicseq.render import abc_to_midi, midi_info
     from musicseq.sampling import generate_constrained
 
-    tunes = generate_constrained(*shipped, SampleConfig(num=8, seed=7, temperature=0.9, max_len=1200))
+    tunes = generate_constrained(
+        *shipped, SampleConfig(num=8, seed=7, temperature=0.9, max_len=1200)
+    )
     for index, text in enumerate(tunes):
         abc = tmp_path / f"t{index}.abc"
         abc.write_text(text)
