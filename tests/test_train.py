@@ -63,6 +63,13 @@ def test_load_rejects_incomplete_or_mismatched_dirs(tiny_model_dir, tmp_path):
         load_model_dir(broken)
 
 
+def _train(data, out, kind, **train_options):
+    """A tiny, silent training run (16 units, seed 0, no TensorBoard)."""
+    config = TrainConfig(seed=0, tensorboard=False, **train_options)
+    model = ModelConfig(kind=kind, units=16, embedding_dim=8, vocab_size=1)
+    return train(data, out, model, config, log=lambda _m: None, verbose=0)
+
+
 def test_tensorboard_logs_and_checkpoint_are_written(tiny_model_dir):
     events = list((tiny_model_dir / "logs").rglob("events.out.tfevents.*"))
     assert events, "no TensorBoard event files"
@@ -70,46 +77,15 @@ def test_tensorboard_logs_and_checkpoint_are_written(tiny_model_dir):
 
 
 def test_cosine_schedule_warms_up_then_decays(tmp_path, data_dir):
-    history = train(
-        data_dir / "three.abc",
-        tmp_path / "m",
-        ModelConfig(kind="gru", units=16, embedding_dim=8, vocab_size=1),
-        TrainConfig(
-            seq_len=32,
-            batch_size=4,
-            steps=40,
-            steps_per_epoch=5,
-            seed=0,
-            lr_schedule="cosine",
-            warmup_steps=10,
-            tensorboard=False,
-        ),  # fmt: skip
-        log=lambda _m: None,
-        verbose=0,
-    )
+    history = _train(data_dir / "three.abc", tmp_path / "m", "gru", seq_len=32, batch_size=4, steps=40,
+                     steps_per_epoch=5, lr_schedule="cosine", warmup_steps=10)  # fmt: skip
     lr = history["learning_rate"]
     assert lr[0] < lr[1] and lr[-1] < lr[2] and max(lr) <= 2e-3 + 1e-9
 
 
 def test_early_stopping_restores_best_weights(tmp_path, data_dir):
-    history = train(
-        data_dir / "irish.abc",
-        tmp_path / "m",
-        ModelConfig(kind="simple_rnn", units=16, embedding_dim=8, vocab_size=1),
-        TrainConfig(
-            seq_len=32,
-            batch_size=8,
-            epochs=30,
-            steps_per_epoch=5,
-            seed=0,
-            learning_rate=3.0,
-            clipnorm=None,
-            early_stopping=1,
-            tensorboard=False,
-        ),  # fmt: skip
-        log=lambda _m: None,
-        verbose=0,
-    )
+    history = _train(data_dir / "irish.abc", tmp_path / "m", "simple_rnn", seq_len=32, batch_size=8, epochs=30,
+                     steps_per_epoch=5, learning_rate=3.0, clipnorm=None, early_stopping=1)  # fmt: skip
     assert len(history["val_loss"]) < 30  # a learning rate of 3 diverges: stopped early
 
 
