@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -264,6 +265,7 @@ def cmd_train(args) -> int:
         train_config,
         verbose=0 if args.quiet else "auto",
         restart=args.restart,
+        command=args.invocation,
     )
     return 0
 
@@ -442,6 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         args = build_parser().parse_args(argv)
+        args.invocation = shlex.join(["musicseq", *(sys.argv[1:] if argv is None else argv)])
         if args.command in ("train", "generate", "export", "evaluate", "inspect"):
             from musicseq._tf import quiet_import
 

@@ -294,12 +294,14 @@ def train(
     log: Callable[[str], None] = print,
     verbose: int | str = "auto",
     restart: bool = False,
+    command: str = "",
 ) -> dict:
     """Train a model on ``data`` (a corpus directory or ``.abc`` file/dir) into ``out_dir``.
 
     Resumes from ``out_dir/checkpoint`` when it holds a run with the same settings (unless
     ``restart``). Returns the history dict (per-epoch ``loss``, ``val_loss``,
     ``tokens_per_second``, ``learning_rate``; ``steps``, ``tokens``, ``seconds``).
+    ``command``, when given, is written to config.json so that the run can be repeated.
     """
     try:
         train_config.validate()
@@ -422,7 +424,8 @@ def train(
     history["steps"] = int(model.optimizer.iterations.numpy())
     history["tokens"] = history["steps"] * global_batch * seq_len
     history["weights_sha256"] = weights_digest(model)
-    save_model_dir(work_dir, model, model_config, train_config, vocab, history, data=str(data))
+    save_model_dir(work_dir, model, model_config, train_config, vocab, history, data=str(data),
+                   command=command)  # fmt: skip
     if not chief:
         shutil.rmtree(work_dir, ignore_errors=True)  # workers save to a scratch dir, as TF advises
     log(
@@ -511,11 +514,12 @@ def _fit_custom(
         callback.on_train_end()
 
 
-def save_model_dir(out_dir, model, model_config, train_config, vocab, history, data="") -> None:
+def save_model_dir(
+    out_dir, model, model_config, train_config, vocab, history, data="", command=""
+) -> None:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with fileio.atomic_path(out / MODEL_FILE) as tmp:
-        model.save(tmp)
+    save_model_file(model, out / MODEL_FILE)
     vocab.save(out / VOCAB_FILE)
     fileio.write_json(
         out / CONFIG_FILE,
@@ -525,10 +529,26 @@ def save_model_dir(out_dir, model, model_config, train_config, vocab, history, d
             "model": to_dict(model_config),
             "train": to_dict(train_config),
             "data": data,
+            **({"command": command} if command else {}),
         },
     )
     fileio.write_json(out / HISTORY_FILE, history)
     plot_history(history, out / LOSS_PLOT)
+
+
+def save_model_file(model, path) -> None:
+    """Write ``model.keras`` with the weights only: no optimizer state.
+
+    Adam's two moment tensors would triple the file; resuming uses ``checkpoint/``, which
+    keeps them, and loading a model directory never compiles it.
+    """
+    if getattr(model, "optimizer", None) is not None:
+        # from_config, not clone_model: Keras 3 clones the compile state (and optimizer) too.
+        bare = type(model).from_config(model.get_config())
+        bare.set_weights(model.get_weights())
+        model = bare
+    with fileio.atomic_path(Path(path)) as tmp:
+        model.save(tmp)
 
 
 def plot_history(history: dict, path: Path) -> None:

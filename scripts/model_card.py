@@ -1,6 +1,6 @@
 """Evaluate the shipped model and write its metrics.json, SavedModel and MODEL_CARD.md.
 
-    python scripts/model_card.py saved_models/folk-gru [--num 200] [--baseline docs/baseline_lstm.json]
+    python scripts/model_card.py saved_models/NAME [--num 200] [--baseline docs/baseline_lstm.json]
 
 Runs ``musicseq evaluate`` (with and without --constrain), the Kneser-Ney n-gram references
 (orders 3-8) on the same split, reads the plain-Keras LSTM reference from --baseline, exports
@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import shutil
+import textwrap
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -35,6 +36,7 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--data", default="data/abc")
     parser.add_argument("--baseline", type=Path, default=ROOT / "docs" / "baseline_lstm.json")
+    parser.add_argument("--command", help="training command, when config.json does not record it")
     args = parser.parse_args()
     model_dir = args.model_dir
     shutil.rmtree(model_dir / "checkpoint", ignore_errors=True)  # not shipped
@@ -50,6 +52,10 @@ def main() -> None:
     history = json.loads((model_dir / "history.json").read_text())
     train_config = json.loads((model_dir / "config.json").read_text())["train"]
     ours = report["held_out"]["nats_per_char"]
+    saved = json.loads((model_dir / "config.json").read_text())
+    command = saved.get("command") or args.command
+    if not command:
+        parser.error("config.json records no training command: pass --command")
     metrics = {
         "test_nats_per_char": ours,
         "test_bits_per_char": report["held_out"]["bits_per_char"],
@@ -83,11 +89,27 @@ def main() -> None:
         "training_steps": history["steps"],
         "training_seconds": history["seconds"],
         "train_config": train_config,
+        "command": command,
+        "parameters": model.count_params(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}",
     }
     (model_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (model_dir / "MODEL_CARD.md").write_text(card(model_dir, metrics, config))
     print(json.dumps({k: v for k, v in metrics.items() if k != "generated"}, indent=2))
+
+
+def describe(config) -> str:
+    if config.kind == "transformer":
+        return (f"decoder-only Transformer ({config.num_layers} pre-norm blocks of width {config.units}, "
+                f"{config.num_heads} heads, context {config.context} characters, {config.positional} positions, "
+                f"dropout {config.dropout})")  # fmt: skip
+    layers = f"{config.num_layers} layers of " if config.num_layers > 1 else ""
+    return (f"{config.kind.upper()} ({layers}{config.units} units, embedding {config.embedding_dim}, "
+            f"dropout {config.dropout})")  # fmt: skip
+
+
+# Why each shipped model is what it is: written by hand, next to the measured numbers.
+NOTES = {}
 
 
 def _met(value: float, target: float, lower_is_better: bool = False) -> str:
@@ -104,8 +126,8 @@ def card(model_dir: Path, m: dict, config) -> str:
     lines = [
         f"# Model card: `{model_dir.name}`",
         "",
-        f"A character-level {config.kind.upper()} ({config.units} units, embedding {config.embedding_dim}, "
-        f"dropout {config.dropout}) that writes folk tunes in ABC notation. Trained by musicseq's own command.",
+        f"A character-level {describe(config)} that writes folk tunes in ABC notation, "
+        f"{m['parameters']:,} parameters. Trained by musicseq's own command.",
         "",
         "## Data and licence",
         "",
@@ -118,33 +140,37 @@ def card(model_dir: Path, m: dict, config) -> str:
         "## How it was trained",
         "",
         "```sh",
-        "make train      # = musicseq data && musicseq train --model gru --units 512 --embedding-dim 64 \\",
-        "                #     --dropout 0.5 --batch-size 64 --seq-len 128 --minutes 30 --steps-per-epoch 200 \\",
-        "                #     --learning-rate 2e-3 --early-stopping 3 --save-every 500 --seed 2026 \\",
-        "                #     --out saved_models/folk-gru --quiet",
+        "make train      # = musicseq data && \\",
+        *textwrap.wrap(
+            m["command"],
+            96,
+            initial_indent="                #   ",
+            subsequent_indent="                #     ",
+            break_on_hyphens=False,
+        ),  # fmt: skip
         "```",
         "",
         f"{m['training_steps']:,} steps, {m['training_tokens']:,} training characters, "
-        f"{m['training_seconds'] / 60:.0f} minutes of wall time on {m['machine']} (the machine was shared with "
-        "the reference LSTM's training and other work during that time). Adam, gradient clipping by norm 1, "
-        f"seed {t['seed']}; early stopping on validation loss with the best weights kept.",
+        f"{m['training_seconds'] / 60:.0f} minutes of wall time on {m['machine']}. Adam, gradient clipping "
+        f"by norm {t['clipnorm']}, {t['lr_schedule']} learning-rate schedule from {t['learning_rate']:g}"
+        + (f" after {t['warmup_steps']} warm-up steps" if t["warmup_steps"] else "")
+        + f", seed {t['seed']}"
+        + (
+            "; early stopping on validation loss with the best weights kept."
+            if t["early_stopping"]
+            else "."
+        )
+        + (
+            " A step budget makes the run repeatable step for step (on another machine the weights can "
+            "differ in the last digits: floating-point reduction order)."
+            if t["steps"]
+            else " A time budget makes the step count depend on the machine's speed: `make train` reproduces "
+            "the procedure, not the exact weights."
+        ),
         "",
-        "`config.json` records `--steps-per-epoch 500` as it was given: a bug, fixed since, capped epochs at "
-        "200 steps when a `--minutes` budget is set, so 200-step epochs (validation, early stopping) are what "
-        "ran, and what `make train` now asks for. A time budget also makes the step count depend on the "
-        "machine's speed: `make train` reproduces the procedure, not the exact weights.",
+        *NOTES.get(model_dir.name, "").strip().splitlines(),
         "",
-        "Why a GRU of this size: when this run was started, the equal-time comparison "
-        "(docs/model_comparison.md, 4 minutes each, about 350k parameters) had the GRU best on held-out "
-        "loss (1.229 nats/char; LSTM 1.262, rnn_scratch 1.462, simple_rnn 1.467), it generates with one "
-        "state vector per stream (fast, docs/benchmarks.md) and at 0.94M parameters it is small. The "
-        "Transformer's first figure in that comparison was wrong (it had been trained on 128-character "
-        "windows but evaluated over its 256-character context); measured again after the fix it scored "
-        "1.183 in the same 4 minutes, better than the GRU. A Transformer default model is the obvious next "
-        "step; it was not trained in this session. A first GRU run without dropout (cosine schedule, 500-step "
-        "epochs) over-fitted after four epochs (validation 1.246, then rising); this run uses dropout 0.5.",
-        "",
-        "## Results (`python scripts/model_card.py saved_models/folk-gru`)",
+        f"## Results (`python scripts/model_card.py saved_models/{model_dir.name}`)",
         "",
         f"Held-out loss, test split, whole tunes: **{m['test_nats_per_char']:.4f} nats/char** "
         f"({m['test_bits_per_char']:.4f} bits/char, {m['test_tunes']} tunes).",
@@ -183,8 +209,8 @@ def card(model_dir: Path, m: dict, config) -> str:
             "met."
             if ngram_gain >= 35
             else f"**missed** by {35 - ngram_gain:.1f} points. The corpus is small "
-            "(1.17M training characters) and the GRU over-fits it within a few epochs; stronger regularisation, "
-            "more data (e.g. other public folk collections) or transposition augmentation are the next things to try."
+            "(1.17M training characters) and models of this size over-fit it within a few passes; more data "
+            "(other public folk collections) or transposition augmentation are the next things to try."
         ),
         "- Beat a plain Keras LSTM trained for the same wall-clock time: "
         + (

@@ -1,3 +1,4 @@
+import json
 import shutil
 
 import pytest
@@ -87,6 +88,10 @@ def test_end_to_end_in_a_subprocess(tmp_path, data_dir):
                    "--units", "32", "--seq-len", "32", "--batch-size", "8", "--quiet")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "nats/char" in done.stdout
+    recorded = json.loads((model / "config.json").read_text())["command"]
+    assert recorded.startswith("musicseq train --data ") and recorded.endswith(
+        "--batch-size 8 --quiet"
+    )
     out = tmp_path / "gen"
     done = run_cli("generate", model, "--num", "2", "--seed", "3", "--max-len", "200",
                    "--prime", "X:1\nT:Test\nM:6/8\nL:1/8\nK:G\nGAG GAB|ABA ABd|", "--render", "--out", out)  # fmt: skip

@@ -31,6 +31,22 @@ def test_model_directory_contents(tiny_model_dir):
     assert not [n for n in names if ".tmp" in n]
 
 
+def test_model_file_keeps_the_trained_weights_but_no_optimizer_state(tiny_model_dir, tmp_path):
+    import zipfile
+
+    import h5py
+
+    from musicseq.train import weights_digest
+
+    with zipfile.ZipFile(tiny_model_dir / "model.keras") as archive:
+        archive.extract("model.weights.h5", tmp_path)
+    with h5py.File(tmp_path / "model.weights.h5") as weights:
+        assert "layers" in weights and "optimizer" not in weights
+    model, _, _ = load_model_dir(tiny_model_dir)
+    history = json.loads((tiny_model_dir / "history.json").read_text())
+    assert weights_digest(model) == history["weights_sha256"]
+
+
 def test_save_load_gives_identical_logits(tiny_model_dir):
     import keras
 

@@ -50,8 +50,13 @@ class TokenAndPosition(keras.layers.Layer):
         self.input_dim = vocab_size
 
     def build(self, input_shape):
+        # Unit-variance token vectors: the sinusoidal table has entries of size ~0.7, and token
+        # vectors at Keras' default scale (0.05) would be drowned by it -- the model then cannot
+        # tell characters apart and sits at the unigram loss for hundreds of steps.
         self.tokens = self.add_weight(
-            shape=(self.vocab_size, self.dim), initializer="random_normal", name="tokens"
+            shape=(self.vocab_size, self.dim),
+            initializer=keras.initializers.RandomNormal(stddev=1.0),
+            name="tokens",
         )
         if self.positional == "learned":
             self.positions = self.add_weight(
