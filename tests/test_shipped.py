@@ -1,4 +1,7 @@
-"""The pretrained model shipped in saved_models/folk-gru (issue: a model that `make demo` uses)."""
+"""The pretrained models shipped in saved_models/ (issue: a model that `make demo` uses).
+
+folk-transformer is the default (`make demo`, `make train`); folk-gru is the smaller, faster one.
+"""
 
 import json
 import subprocess
@@ -8,39 +11,58 @@ from pathlib import Path
 
 import pytest
 
-SHIPPED = Path(__file__).resolve().parent.parent / "saved_models" / "folk-gru"
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ["folk-transformer", "folk-gru"]
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def shipped(request):
+    from musicseq.train import load_model_dir
+
+    return ROOT / "saved_models" / request.param, load_model_dir(
+        ROOT / "saved_models" / request.param
+    )
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_shipped_files_are_all_there_and_small(name):
+    model_dir = ROOT / "saved_models" / name
+    names = {p.name for p in model_dir.iterdir()}
+    assert {"model.keras", "config.json", "vocab.json", "history.json", "loss.png", "metrics.json",
+            "savedmodel", "MODEL_CARD.md"} <= names  # fmt: skip
+    for path in model_dir.rglob("*"):
+        if path.is_file():
+            assert path.stat().st_size < 25 * 2**20, path
+    assert not (model_dir / "checkpoint").exists() and not (model_dir / "logs").exists()
+    config = json.loads((model_dir / "config.json").read_text())
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert (
+        metrics["command"].startswith("musicseq train ")
+        and f"--out saved_models/{name} " in metrics["command"]
+    )
+    assert metrics["train_config"] == config["train"] and metrics["training_steps"] > 0
 
 
 @pytest.fixture(scope="module")
-def shipped():
-    from musicseq.train import load_model_dir
+def default_test_split():
+    """The test split of the default corpus, built in memory from music21's tunebooks."""
+    from musicseq import corpus
 
-    return load_model_dir(SHIPPED)
-
-
-def test_shipped_files_are_all_there_and_small():
-    names = {p.name for p in SHIPPED.iterdir()}
-    assert {"model.keras", "config.json", "vocab.json", "history.json", "loss.png", "metrics.json",
-            "savedmodel", "MODEL_CARD.md"} <= names  # fmt: skip
-    for path in SHIPPED.rglob("*"):
-        if path.is_file():
-            assert path.stat().st_size < 25 * 2**20, path
+    return corpus.build_corpus(corpus.collection_files(corpus.DEFAULT_COLLECTIONS)).texts("test")
 
 
 @pytest.mark.slow
-def test_recorded_held_out_loss_reproduces(shipped, tmp_path):
-    from musicseq import corpus
+def test_recorded_held_out_loss_reproduces(shipped, default_test_split):
+    model_dir, shipped = shipped
     from musicseq.evaluate import held_out_loss
 
-    built = corpus.build_corpus(
-        corpus.collection_files(corpus.DEFAULT_COLLECTIONS)
-    )  # the default corpus
-    recorded = json.loads((SHIPPED / "metrics.json").read_text())["test_nats_per_char"]
-    measured = held_out_loss(*shipped, built.texts("test"))["nats_per_char"]
+    recorded = json.loads((model_dir / "metrics.json").read_text())["test_nats_per_char"]
+    measured = held_out_loss(*shipped, default_test_split)["nats_per_char"]
     assert abs(measured - recorded) < 0.01
 
 
 def test_eight_tunes_with_a_fixed_seed_all_convert_to_midi(shipped, tmp_path):
+    _, shipped = shipped
     from musicseq.config import SampleConfig
     from musicseq.render import abc_to_midi, midi_info
     from musicseq.sampling import generate_constrained
@@ -55,7 +77,8 @@ def test_eight_tunes_with_a_fixed_seed_all_convert_to_midi(shipped, tmp_path):
         assert midi_info(tmp_path / f"t{index}.mid").notes > 0
 
 
-def test_savedmodel_answers_without_musicseq():
+@pytest.mark.parametrize("name", MODELS)
+def test_savedmodel_answers_without_musicseq(name):
     code = textwrap.dedent(
         """
         import sys
@@ -69,6 +92,6 @@ def test_savedmodel_answers_without_musicseq():
         print("ok")
         """
     )
-    done = subprocess.run([sys.executable, "-c", code, str(SHIPPED / "savedmodel")], capture_output=True,
+    done = subprocess.run([sys.executable, "-c", code, str(ROOT / "saved_models" / name / "savedmodel")], capture_output=True,
                           text=True, timeout=180)  # fmt: skip
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
