@@ -1,7 +1,7 @@
 """The notebook-friendly Python API: :class:`Tune`, :class:`TuneSet`, load and generate.
 
     import musicseq.api as ms
-    model = ms.load_model("saved_models/folk-gru")
+    model = ms.load_model("saved_models/folk-transformer")
     tunes = ms.generate(model, num=4, temperature=0.8, seed=1, constrain=True)
     tunes            # a table in a notebook
     tunes[0]         # title, header, ABC text and an audio player

@@ -115,6 +115,29 @@ def describe(config) -> str:
 
 # Why each shipped model is what it is: written by hand, next to the measured numbers.
 NOTES = {
+    "folk-transformer": """
+`config.json` of this run records no command (the run started before `musicseq train` wrote it
+there); the command above is the one it ran, with `--out /tmp/runs/folk-transformer` (the
+directory was then copied here). The machine ran nothing else heavy during training.
+
+Why a Transformer of this size: in the equal-time comparison (docs/model_comparison.md, 4 minutes,
+about 350k parameters each) the Transformer reached the lowest held-out loss (1.183 nats/char; GRU
+1.229, LSTM 1.262), and the first shipped model, the GRU `folk-gru`, over-fitted the 1.17M training
+characters within about 25 minutes. A context of 512 characters holds 96% of the tunes whole (mean
+length 294 characters), so the model can look back at the A part while writing its repeat or the B
+part. Width 256 with 4 blocks (3.2M parameters) runs at about 5,000 characters/s on the 2 cores,
+which gives some 12 passes over the training split in the hour's budget; dropout 0.1 and a cosine
+decay to zero, with validation loss still falling (slowly) at the last epoch, so the run did not
+over-fit. XLA (`--jit-compile on`) was slower for this model (about 4,000 against 4,900
+characters/s in a 40-step check) and is off.
+
+A first start of this run sat near the unigram loss (validation 2.93 nats/char after 150 steps):
+the token vectors were initialised at Keras' default scale (0.05) and the sinusoidal position
+table (entries of size about 0.7) drowned them. With unit-scale token vectors (musicseq's
+Transformer now uses them) a 100-step check at a constant 1e-3 reached 2.45, and this run 2.28
+after its first 150 steps. The learning-rate schedules differ (the first start warmed up over 200
+steps to 1e-3), so this is not a controlled comparison, only the reason for the change.
+""",
     "folk-gru": """
 The run shared the machine with the reference LSTM's training and other work. `config.json` records
 `--steps-per-epoch 500` as it was given: a bug, fixed since, capped epochs at 200 steps when a
