@@ -158,6 +158,11 @@ replaced it; it stays as the smaller and faster one.
 TARGETS = {"folk-gru": "make train-gru"}
 
 
+def _mb(path: Path) -> str:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return f"{sum(p.stat().st_size for p in files) / 2**20:.1f} MB"
+
+
 def _met(value: float, target: float, lower_is_better: bool = False) -> str:
     ok = value <= target if lower_is_better else value >= target
     return "met" if ok else f"**missed** by {abs(value - target):.1f} points"
@@ -278,9 +283,10 @@ def card(model_dir: Path, m: dict, config) -> str:
         "",
         "## Files",
         "",
-        "`model.keras` (Keras model, loaded with `safe_mode=True`), `config.json`, `vocab.json`, `history.json`, "
-        "`loss.png`, `metrics.json`, `evaluation/` (the `musicseq evaluate` report, samples and plots), "
-        "`savedmodel/` (TensorFlow SavedModel with `generate` and `score` signatures).",
+        f"`model.keras` ({_mb(model_dir / 'model.keras')}; Keras model, weights only, loaded with `safe_mode=True`), "
+        "`config.json`, `vocab.json`, `history.json`, `loss.png`, `metrics.json`, `evaluation/` (the "
+        f"`musicseq evaluate` report, samples and plots), `savedmodel/` ({_mb(model_dir / 'savedmodel')}; "
+        "TensorFlow SavedModel with `generate` and `score` signatures).",
     ]
     return "\n".join(lines) + "\n"
 
