@@ -82,7 +82,9 @@ def build_archive(model, model_config, vocab: Vocab):
         return {"nats_per_char": nats}
 
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    # Not archive.track(model): the endpoints already capture every variable they use, and
+    # tracking the model as well wrote each weight twice (Keras variables and the tf.Variables
+    # inside them), doubling the SavedModel.
     archive.track(table)
     archive.add_endpoint("generate", generate)
     archive.add_endpoint("score", score)

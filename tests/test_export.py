@@ -2,6 +2,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from musicseq.config import MODEL_KINDS, ModelConfig, SampleConfig, TrainConfig
@@ -92,3 +93,16 @@ def test_saved_model_cli_lists_signatures(kind_models, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-1000:]
     assert "signature_def['generate']" in done.stdout and "signature_def['score']" in done.stdout
+
+
+@pytest.mark.parametrize("kind", ["gru", "transformer"])
+def test_savedmodel_stores_each_weight_once(kind, kind_models, tmp_path):
+    import tensorflow as tf
+
+    model, config, vocab = load_model_dir(kind_models[kind])
+    path = export_savedmodel(model, config, vocab, tmp_path / "sm")
+    stored = tf.train.load_checkpoint(str(path / "variables" / "variables"))
+    shapes = stored.get_variable_to_shape_map()
+    values = sum(int(np.prod(shape)) for name, shape in shapes.items() if "VARIABLE_VALUE" in name)
+    weights = sum(int(np.prod(w.shape)) for w in model.weights)
+    assert weights <= values <= weights + 16  # + the dropout layers' seed counters
