@@ -13,8 +13,8 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
-import textwrap
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -37,8 +37,16 @@ def main() -> None:
     parser.add_argument("--data", default="data/abc")
     parser.add_argument("--baseline", type=Path, default=ROOT / "docs" / "baseline_lstm.json")
     parser.add_argument("--command", help="training command, when config.json does not record it")
+    parser.add_argument("--card-only", action="store_true",
+                        help="rewrite MODEL_CARD.md from the existing metrics.json (no evaluation)")  # fmt: skip
     args = parser.parse_args()
     model_dir = args.model_dir
+    if args.card_only:
+        metrics = json.loads((model_dir / "metrics.json").read_text())
+        (model_dir / "MODEL_CARD.md").write_text(
+            card(model_dir, metrics, load_model_dir(model_dir)[1])
+        )
+        return
     shutil.rmtree(model_dir / "checkpoint", ignore_errors=True)  # not shipped
     report = evaluate_model(model_dir, model_dir / "evaluation", data=args.data, num=args.num, seed=args.seed,
                             temperature=args.temperature, constrain=True)  # fmt: skip
@@ -168,6 +176,30 @@ replaced it; it stays as the smaller and faster one.
 TARGETS = {"folk-gru": "make train-gru"}
 
 
+def _command_lines(command: str, width: int = 92) -> list[str]:
+    """The command as shell lines continued with backslashes, each flag kept with its value."""
+    groups: list[str] = []
+    for word in shlex.split(command):
+        if (
+            groups
+            and not word.startswith("--")
+            and groups[-1].startswith("--")
+            and " " not in groups[-1]
+        ):
+            groups[-1] += " " + shlex.quote(word)
+        else:
+            groups.append(shlex.quote(word))
+    lines, line = [], ""
+    for group in groups:
+        if line and len(line) + 1 + len(group) > width:
+            lines.append(line + " \\")
+            line = group
+        else:
+            line = f"{line} {group}" if line else group
+    lines.append(line)
+    return ["                #   " + lines[0]] + ["                #     " + x for x in lines[1:]]
+
+
 def _mb(path: Path) -> str:
     files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
     return f"{sum(p.stat().st_size for p in files) / 2**20:.1f} MB"
@@ -202,13 +234,7 @@ def card(model_dir: Path, m: dict, config) -> str:
         "",
         "```sh",
         f"{TARGETS.get(model_dir.name, 'make train'):15s} # = musicseq data && \\",
-        *textwrap.wrap(
-            m["command"],
-            96,
-            initial_indent="                #   ",
-            subsequent_indent="                #     ",
-            break_on_hyphens=False,
-        ),  # fmt: skip
+        *_command_lines(m["command"]),
         "```",
         "",
         f"{m['training_steps']:,} steps, {m['training_tokens']:,} training characters, "
