@@ -63,9 +63,9 @@ def main() -> None:
     )  # weights only (older files also held Adam's state)
     export_savedmodel(model, config, vocab, model_dir / "savedmodel")
     shutil.rmtree(model_dir / "logs", ignore_errors=True)  # TensorBoard logs are not shipped
-    train_config = json.loads((model_dir / "config.json").read_text())["train"]
-    ours = report["held_out"]["nats_per_char"]
     saved = json.loads((model_dir / "config.json").read_text())
+    train_config = saved["train"]
+    ours = report["held_out"]["nats_per_char"]
     command = saved.get("command") or args.command
     if not command:
         parser.error("config.json records no training command: pass --command")
@@ -216,6 +216,7 @@ def card(model_dir: Path, m: dict, config) -> str:
     ngram_gain = m["improvement_over_ngram_pct"]
     base = m["baseline_lstm"]
     t = m["train_config"]
+    target = TARGETS.get(model_dir.name, "make train")
     lines = [
         f"# Model card: `{model_dir.name}`",
         "",
@@ -233,7 +234,7 @@ def card(model_dir: Path, m: dict, config) -> str:
         "## How it was trained",
         "",
         "```sh",
-        f"{TARGETS.get(model_dir.name, 'make train'):15s} # = musicseq data && \\",
+        f"{target:15s} # = musicseq data && \\",
         *_command_lines(m["command"]),
         "```",
         "",
@@ -251,8 +252,8 @@ def card(model_dir: Path, m: dict, config) -> str:
             " A step budget makes the run repeatable step for step (on another machine the weights can "
             "differ in the last digits: floating-point reduction order)."
             if t["steps"]
-            else " A time budget makes the step count depend on the machine's speed: `make train` reproduces "
-            "the procedure, not the exact weights."
+            else " A time budget makes the step count depend on the machine's speed: "
+            f"`{target}` reproduces the procedure, not the exact weights."
         ),
         "",
         *NOTES.get(model_dir.name, "").strip().splitlines(),
