@@ -13,6 +13,11 @@ import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from musicseq.notation.durations import BAR_TOKEN as _BAR_TOKEN
+from musicseq.notation.durations import ENDING as _ENDING
+from musicseq.notation.durations import LENGTH_SUFFIX as _LENGTH_SUFFIX
+from musicseq.notation.durations import TICKS, broken_factors, is_compound, tuplet_q
+from musicseq.notation.durations import length_multiplier as _multiplier
 from musicseq.notation.tunebook import (
     ABCError,
     Tune,
@@ -30,39 +35,15 @@ DECORATION_SHORTCUTS = (
 )
 IGNORED = frozenset(" \t`\\y$*")
 MAX_PROBLEMS = 50
-# Durations are counted in ticks of 1/TICKS of a whole note (ints: fast); a value that is
-# not a whole number of ticks stays an exact Fraction.
-TICKS = 2**12 * 3**3 * 5 * 7
-_LENGTH_SUFFIX = re.compile(r"\d*(?:/+\d*)*")
 _NOTE = re.compile(r"[\^_=]*[A-Ga-g][,']*(\d*(?:/+\d*)*)")
 NOTE_START = frozenset("^_=ABCDEFGabcdefg")
-_MULTIPLIERS: dict[str, Fraction] = {}
+# "+trill+" is a decoration, "+E3A3+" an abc 1.6 chord (O'Neill's uses them).
+_PLUS_DECORATION = re.compile(r"[a-z]+|[<>]|\d|\.|[a-zA-Z]+\(|[a-zA-Z]+\)|mf|mp|pp+|ff+|sfz")
 
 
 def _whole(value):
     """An int when ``value`` is a whole number, else the value itself."""
     return int(value) if value == int(value) else value
-
-
-def _multiplier(suffix: str) -> Fraction:
-    """Note-length suffix ``2``, ``/2``, ``3/2``, ``/``, ``//`` → its multiplier (cached)."""
-    value = _MULTIPLIERS.get(suffix)
-    if value is None:
-        head, *rest = suffix.split("/")
-        value = Fraction(int(head[:5]) if head else 1)
-        for part in rest:
-            divisor = int(part[:5]) if part else 2
-            value = value / divisor if divisor else Fraction(-1)  # "A/0": flagged by the caller
-        if len(_MULTIPLIERS) < 10_000:
-            _MULTIPLIERS[suffix] = value
-    return value
-
-
-# Bar lines and repeats: |  ||  |]  [|  |:  :|  ::  :|:  and the ending marker [1
-_BAR_TOKEN = re.compile(r"\[\|\]|:*\[\||:*\|+\]?:*|::+|\[(?=\d)")
-# "+trill+" is a decoration, "+E3A3+" an abc 1.6 chord (O'Neill's uses them).
-_PLUS_DECORATION = re.compile(r"[a-z]+|[<>]|\d|\.|[a-zA-Z]+\(|[a-zA-Z]+\)|mf|mp|pp+|ff+|sfz")
-_ENDING = re.compile(r"\d+(?:[,-]\d+)*")
 
 
 @dataclass
@@ -183,15 +164,6 @@ def _check_headers(tune: Tune, report: CheckReport) -> bool:
     return ok
 
 
-def _tuplet_q(p: int, compound: bool) -> int:
-    """ABC 2.1's default ``q`` for ``(p``: the time of ``p`` notes is that of ``q``."""
-    if p in (2, 4, 8):
-        return 3
-    if p in (3, 6):
-        return 2
-    return 3 if compound else 2
-
-
 class _BodyChecker:
     """Walks the body once, token by token, accumulating bar durations."""
 
@@ -201,7 +173,6 @@ class _BodyChecker:
         self.report = report
         self.trace = trace
         self.bar_length = bar
-        self.meter_numerator = None
         self.unit_ticks = _whole(unit * TICKS)
         self.duration = 0  # ticks in the current bar
         self.tick_cache: dict = {}
@@ -266,10 +237,7 @@ class _BodyChecker:
         if self.last_note is None:
             self.report.problem(line, column, f"broken rhythm '{symbol}' without a note before it")
             return
-        dots = len(symbol)
-        longer = Fraction(2) - Fraction(1, 2**dots)  # > : 3/2, >> : 7/4
-        shorter = Fraction(1, 2**dots)  # > : 1/2, >> : 1/4
-        first, second = (longer, shorter) if symbol[0] == ">" else (shorter, longer)
+        first, second = broken_factors(symbol)
         value, _ = self.last_note
         self.duration += _whole(value * (first - 1))
         self.broken = second
@@ -293,11 +261,7 @@ class _BodyChecker:
             self.report.problem(first_line + len(body) - 1, 1, "a repeat '|:' is never closed")
 
     def set_meter_flags(self) -> None:
-        if self.bar_length is not None:
-            numerator = self.bar_length.numerator
-            self.compound = (
-                self.bar_length.denominator >= 8 and numerator % 3 == 0 and numerator > 3
-            )
+        self.compound = is_compound(self.bar_length)
 
     def field(self, name: str, value: str, line: int, column: int) -> None:
         try:
@@ -526,7 +490,7 @@ class _BodyChecker:
         if p <= 0 or p > 32:
             self.report.problem(number, i + 1, f"bad tuplet ({p}")
             return j
-        q = q or _tuplet_q(p, self.compound)
+        q = q or tuplet_q(p, self.compound)
         self.tuplet_ratio = Fraction(q, p)
         self.tuplet_left = r or p
         return j
