@@ -39,6 +39,11 @@ _NOTE = re.compile(r"[\^_=]*[A-Ga-g][,']*(\d*(?:/+\d*)*)")
 NOTE_START = frozenset("^_=ABCDEFGabcdefg")
 # "+trill+" is a decoration, "+E3A3+" an abc 1.6 chord (O'Neill's uses them).
 _PLUS_DECORATION = re.compile(r"[a-z]+|[<>]|\d|\.|[a-zA-Z]+\(|[a-zA-Z]+\)|mf|mp|pp+|ff+|sfz")
+# The head of a note (accidentals, letter, octave marks), without its length.
+_NOTE_HEAD = re.compile(r"[\^_=]*[A-Ga-g][,']*")
+
+# Kinds of the raw events the walk records when asked (see ``_BodyChecker``).
+NOTE, CHORD, REST, TIE, BAR, FIELD = "note", "chord", "rest", "tie", "bar", "field"
 
 
 def _whole(value):
@@ -165,13 +170,37 @@ def _check_headers(tune: Tune, report: CheckReport) -> bool:
 
 
 class _BodyChecker:
-    """Walks the body once, token by token, accumulating bar durations."""
+    """Walks the body once, token by token, accumulating bar durations.
+
+    With ``trace`` it records ``(line, column index, ticks into the bar, bar length)`` before
+    every token; with ``events`` it records the music as tuples
+    ``(kind, line, column index, value, extra)`` in the order written:
+
+    - ``(NOTE, …, head, ticks)``: ``head`` is the note without its length (``"^c'"``), ticks
+      its duration after tuplet and broken-rhythm factors (``TICKS`` per whole note);
+    - ``(CHORD, …, heads, ticks)``: the heads of the chord's notes as written;
+    - ``(REST, …, letter, ticks)`` for ``z x`` and each bar of ``Z X``;
+    - ``(TIE, …, "-", 0)``;
+    - ``(BAR, …, token, ending)``: a bar line or repeat sign as written and the ending
+      numbers after it (``"1"``, ``"2"``, ``""``); a multi-bar rest gives ``"|"`` per bar and
+      the end of the body gives ``""``. A bar is closed the same way as the checker's;
+    - ``(FIELD, …, name, value)`` for field lines and inline fields in the body.
+
+    Neither is ever consulted by the walk, and without them the hot path pays one test.
+    """
 
     def __init__(
-        self, report: CheckReport, bar: Fraction | None, unit: Fraction, trace: list | None = None
+        self,
+        report: CheckReport,
+        bar: Fraction | None,
+        unit: Fraction,
+        trace: list | None = None,
+        events: list | None = None,
     ):
         self.report = report
         self.trace = trace
+        self.events = events
+        self.last_event = -1  # index in events of the note, chord or rest in last_note
         self.bar_length = bar
         self.unit_ticks = _whole(unit * TICKS)
         self.duration = 0  # ticks in the current bar
@@ -241,6 +270,16 @@ class _BodyChecker:
         value, _ = self.last_note
         self.duration += _whole(value * (first - 1))
         self.broken = second
+        if self.events is not None and self.last_event >= 0:
+            kind, line_, column_, head, ticks = self.events[self.last_event]
+            self.events[self.last_event] = (kind, line_, column_, head, _whole(ticks * first))
+
+    def emit(self, kind: str, line: int, column: int, value, extra=None) -> None:
+        """Record an event; a note, chord or rest takes the duration ``add`` just gave it."""
+        if kind in (NOTE, CHORD, REST):
+            self.last_event = len(self.events)
+            extra = self.last_note[0]
+        self.events.append((kind, line, column, value, extra))
 
     # --- the walk ---------------------------------------------------------------------------
 
@@ -248,14 +287,17 @@ class _BodyChecker:
         from musicseq.notation.tunebook import _FIELD_RE
 
         self.set_meter_flags()
+        events = self.events
         for offset, line in enumerate(body):
             number = first_line + offset
             field_match = _FIELD_RE.match(line)
             if field_match:
-                self.field(field_match.group(1), field_match.group(2).strip(), number, 1)
+                self.read_field(field_match.group(1), field_match.group(2).strip(), number, 1)
                 continue
-            self.line(line, number)
+            self.walk_line(line, number)
         self.close_bar(closes_section=True, opens_next=True)
+        if events is not None:
+            self.emit(BAR, first_line + len(body) - 1, 0, "", "")
         if self.repeat_open:
             self.report.repeats_balanced = False
             self.report.problem(first_line + len(body) - 1, 1, "a repeat '|:' is never closed")
@@ -263,7 +305,9 @@ class _BodyChecker:
     def set_meter_flags(self) -> None:
         self.compound = is_compound(self.bar_length)
 
-    def field(self, name: str, value: str, line: int, column: int) -> None:
+    def read_field(self, name: str, value: str, line: int, column: int) -> None:
+        if self.events is not None:
+            self.emit(FIELD, line, column - 1, name, value)
         try:
             if name == "M":
                 meter = parse_meter(value)
@@ -277,10 +321,11 @@ class _BodyChecker:
         except ValueError as exc:
             self.report.problem(line, column, str(exc))
 
-    def line(self, text: str, number: int) -> None:
+    def walk_line(self, text: str, number: int) -> None:
         i, n = 0, len(text)
         report = self.report
         trace = self.trace
+        events = self.events
         tick_cache = self.tick_cache
         note_match = _NOTE.match
         while i < n:
@@ -295,13 +340,15 @@ class _BodyChecker:
                     continue
                 ticks = tick_cache.get((self.unit_ticks, match.group(1)))
                 if ticks is None:
-                    ticks, _ = self.suffix_ticks(match.group(1), 0)
+                    ticks, _ = self.read_suffix_ticks(match.group(1), 0)
                 if self.tuplet_left or self.broken is not None or ticks < 0:
                     self.add(ticks)
                 else:  # add() without factors
                     self.duration += ticks
                     self.has_content = True
                     self.last_note = (ticks, False)
+                if events is not None:
+                    self.emit(NOTE, number, i, text[i : match.start(1)])
                 i = match.end()
                 continue
             column = i + 1
@@ -324,7 +371,7 @@ class _BodyChecker:
                 if _PLUS_DECORATION.fullmatch(text[i + 1 : end]):
                     i = end + 1
                 else:
-                    i = self.bracket(
+                    i = self.read_bracket(
                         text[:i] + "[" + text[i + 1 : end] + "]" + text[end + 1 :], i, number
                     )
             elif ch in DECORATION_SHORTCUTS:
@@ -337,28 +384,39 @@ class _BodyChecker:
                 i = end + 1
             elif ch == "|" and (i + 1 == n or text[i + 1] not in "|:]0123456789"):
                 self.close_bar(closes_section=False, opens_next=False)  # a plain bar line
+                if events is not None:
+                    self.emit(BAR, number, i, "|", "")
                 i += 1
                 self.start = (number, i + 1)
             elif ch in "|:[" and _BAR_TOKEN.match(text, i):
-                i = self.bar_token(text, i, number)
+                i = self.read_bar_token(text, i, number)
             elif ch == "[":
-                i = self.bracket(text, i, number)
+                i = self.read_bracket(text, i, number)
             elif ch == "]":
                 report.problem(number, column, "']' without '['")
                 i += 1
             elif ch in REST_LETTERS:
-                ticks, i = self.suffix_ticks(text, i + 1)
+                ticks, end = self.read_suffix_ticks(text, i + 1)
                 self.add(ticks)
+                if events is not None:
+                    self.emit(REST, number, i, ch)
+                i = end
             elif ch in "ZX":
-                count, i = self.number(text, i + 1)
+                count, i = self.read_number(text, i + 1)
                 for _ in range(
                     min(count or 1, 64)
                 ):  # multi-bar rest: whole bars (at most 64 counted)
                     self.add(_whole((self.bar_length or 0) * TICKS))
+                    if events is not None:
+                        self.emit(REST, number, column - 1, ch)
                     self.close_bar(False, False)
+                    if events is not None:
+                        self.emit(BAR, number, column - 1, "|", "")
             elif ch == "(":
-                i = self.tuplet(text, i, number)
+                i = self.read_tuplet(text, i, number)
             elif ch in ")-&":
+                if ch == "-" and events is not None:
+                    self.emit(TIE, number, i, ch, 0)
                 i += 1
             elif ch in "<>":
                 j = i
@@ -372,7 +430,7 @@ class _BodyChecker:
 
     # --- tokens -----------------------------------------------------------------------------
 
-    def bar_token(self, text: str, i: int, number: int) -> int | None:
+    def read_bar_token(self, text: str, i: int, number: int) -> int | None:
         """Handle a bar line, repeat sign or ending at ``i``; returns the index after it, or None."""
         match = _BAR_TOKEN.match(text, i)
         if not match:
@@ -382,6 +440,8 @@ class _BodyChecker:
         if ending:
             j = ending.end()
         closes, opens = token.startswith(":"), token.endswith(":")
+        if self.events is not None:
+            self.emit(BAR, number, i, token, ending.group() if ending else "")
         if token == "[|]":  # an invisible bar line
             self.close_bar(closes_section=False, opens_next=False)
             self.start = (number, j + 1)
@@ -406,7 +466,7 @@ class _BodyChecker:
         self.start = (number, j + 1)
         return j
 
-    def bracket(self, text: str, i: int, number: int) -> int:
+    def read_bracket(self, text: str, i: int, number: int) -> int:
         """Inline field ``[M:3/4]`` or chord ``[ceg]2``."""
         n = len(text)
         if i + 2 < n and text[i + 1].isalpha() and text[i + 2] == ":":
@@ -414,7 +474,7 @@ class _BodyChecker:
             if end < 0:
                 self.report.problem(number, i + 1, "unclosed inline field")
                 return n
-            self.field(text[i + 1], text[i + 3 : end].strip(), number, i + 1)
+            self.read_field(text[i + 1], text[i + 3 : end].strip(), number, i + 1)
             return end + 1
         end = text.find("]", i)
         if end < 0:
@@ -422,9 +482,14 @@ class _BodyChecker:
             return n
         # The chord lasts as long as its first note (ABC 2.1), times the length after ']'.
         inner, j, first = text[i + 1 : end], 0, None
+        heads: list[str] = []
         while j < len(inner):
             if inner[j] in "^_=" or inner[j] in NOTE_LETTERS:
-                j, duration = self.note(inner, j, number)
+                if self.events is not None:
+                    head = _NOTE_HEAD.match(inner, j)
+                    if head:
+                        heads.append(head.group())
+                j, duration = self.read_note(inner, j, number)
                 if first is None:
                     first = duration
             elif inner[j] in '-.~ "' or inner[j] in DECORATION_SHORTCUTS or inner[j] in "!":
@@ -432,14 +497,16 @@ class _BodyChecker:
             else:
                 self.report.problem(number, i + 1 + j, f"unexpected {inner[j]!r} in a chord")
                 j += 1
-        length, k = self.length(text, end + 1)
+        length, k = self.read_length(text, end + 1)
         if first is None:
             self.report.problem(number, i + 1, "empty chord")
         else:
             self.add(_whole(first * length))
+            if self.events is not None:
+                self.emit(CHORD, number, i, tuple(heads))
         return k
 
-    def note(self, text: str, i: int, number: int) -> tuple[int, Fraction | None]:
+    def read_note(self, text: str, i: int, number: int) -> tuple[int, Fraction | None]:
         n = len(text)
         j = i
         while j < n and text[j] in "^_=":
@@ -450,17 +517,17 @@ class _BodyChecker:
         j += 1
         while j < n and text[j] in ",'":
             j += 1
-        ticks, j = self.suffix_ticks(text, j)
+        ticks, j = self.read_suffix_ticks(text, j)
         return j, ticks
 
     @staticmethod
-    def number(text: str, i: int) -> tuple[int | None, int]:
+    def read_number(text: str, i: int) -> tuple[int | None, int]:
         j = i
         while j < len(text) and text[j].isdigit():
             j += 1
         return (int(text[i:j]) if j > i and j - i < 6 else None), j
 
-    def suffix_ticks(self, text: str, i: int):
+    def read_suffix_ticks(self, text: str, i: int):
         """Ticks of a note with the length suffix at ``i`` under the current L:; (ticks, end)."""
         end = _LENGTH_SUFFIX.match(text, i).end()
         key = (self.unit_ticks, text[i:end])
@@ -472,21 +539,21 @@ class _BodyChecker:
         return ticks, end
 
     @staticmethod
-    def length(text: str, i: int) -> tuple[Fraction, int]:
+    def read_length(text: str, i: int) -> tuple[Fraction, int]:
         """The note-length suffix at ``i``: (multiplier, end)."""
         end = _LENGTH_SUFFIX.match(text, i).end()
         return _multiplier(text[i:end]), end
 
-    def tuplet(self, text: str, i: int, number: int) -> int:
+    def read_tuplet(self, text: str, i: int, number: int) -> int:
         """``(p``, ``(p:q``, ``(p:q:r``; a plain ``(`` is a slur."""
-        p, j = self.number(text, i + 1)
+        p, j = self.read_number(text, i + 1)
         if p is None:
             return i + 1  # slur
         q = r = None
         if j < len(text) and text[j] == ":":
-            q, j = self.number(text, j + 1)
+            q, j = self.read_number(text, j + 1)
             if j < len(text) and text[j] == ":":
-                r, j = self.number(text, j + 1)
+                r, j = self.read_number(text, j + 1)
         if p <= 0 or p > 32:
             self.report.problem(number, i + 1, f"bad tuplet ({p}")
             return j
@@ -528,4 +595,30 @@ def bar_positions(text: str) -> list[float]:
     return values[: len(tune.text())]
 
 
-__all__ = ["Bar", "CheckReport", "bar_positions", "check_text", "check_tune", "tune_key_and_meter"]
+def tune_events(tune: Tune) -> list[tuple]:
+    """The music of a parsed tune as the walk's raw events (see :class:`_BodyChecker`).
+
+    One walk and one duration model with the checker: bars close exactly where its bars do.
+    Raises ``ValueError`` when the header's meter or unit length cannot be read.
+    """
+    events: list[tuple] = []
+    checker = _BodyChecker(CheckReport(), tune.meter.bar, tune.unit_length, events=events)
+    checker.run(tune.body, len(tune.headers) + 1)
+    return events
+
+
+__all__ = [
+    "BAR",
+    "CHORD",
+    "FIELD",
+    "NOTE",
+    "REST",
+    "TIE",
+    "Bar",
+    "CheckReport",
+    "bar_positions",
+    "check_text",
+    "check_tune",
+    "tune_events",
+    "tune_key_and_meter",
+]
