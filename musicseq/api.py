@@ -16,9 +16,9 @@ from __future__ import annotations
 import base64
 import html
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
+from musicseq.errors import UserError
 from musicseq.notation import ABCError, parse_tune, parse_tunebook
 from musicseq.notation.checker import CheckReport, check_text
 
@@ -129,48 +129,76 @@ class TuneSet(list):
         return ("<table><tr><th>#</th><th>title</th><th>meter</th><th>key</th><th>bars</th>"
                 f"<th>check</th></tr>{rows}</table>")  # fmt: skip
 
-    def render_all(self, out_dir: str | Path, wav: bool = True) -> list:
-        """Write ``tune_NNN.abc``/``.mid``/``.wav`` for every tune into ``out_dir``."""
+    def save(self, out_dir: str | Path) -> list[Path]:
+        """Write ``tune_NNN.abc`` for every tune into ``out_dir`` (named by number, never by
+        generated text); returns the paths."""
         from musicseq import fileio
-        from musicseq.render import render_file
 
         out = Path(out_dir)
-        results = []
+        paths = []
         for index, tune in enumerate(self, start=1):
-            abc = out / f"tune_{index:03d}.abc"
-            fileio.write_text(abc, tune.text)
-            results.append(render_file(abc, out, wav=wav))
-        return results
+            path = out / f"tune_{index:03d}.abc"
+            fileio.write_text(path, tune.text)
+            paths.append(path)
+        return paths
+
+    def render_all(self, out_dir: str | Path, wav: bool = True) -> list:
+        """Write ``tune_NNN.abc``/``.mid``/``.wav`` for every tune into ``out_dir``."""
+        from musicseq.render import render_file
+
+        return [render_file(path, out_dir, wav=wav) for path in self.save(out_dir)]
 
 
-@dataclass
-class LoadedModel:
-    """A model directory loaded for generation: Keras model, its config and vocabulary."""
+def load_model(model_dir: str | Path):
+    """A trained model directory: a :class:`musicseq.modeldir.ModelDir` (``.model``,
+    ``.config``, ``.vocab``, ``.path``)."""
+    from musicseq.modeldir import ModelDir
 
-    model: object
-    config: object
-    vocab: object
-    path: Path
-
-
-def load_model(model_dir: str | Path) -> LoadedModel:
-    from musicseq.train import load_model_dir
-
-    model, config, vocab = load_model_dir(model_dir)
-    return LoadedModel(model, config, vocab, Path(model_dir))
+    return ModelDir.load(model_dir)
 
 
 def generate(
-    loaded: LoadedModel, num: int = 4, constrain: bool = False, fixed: dict | None = None, **options
+    loaded,
+    num: int = 4,
+    constrain: bool = False,
+    fixed: dict | None = None,
+    meter: str | None = None,
+    key: str | None = None,
+    title: str | None = None,
+    length: str | None = None,
+    **options,
 ) -> TuneSet:
-    """Generate tunes; ``options`` are :class:`musicseq.config.SampleConfig` fields."""
+    """Generate tunes from a loaded model; ``options`` are :class:`SampleConfig` fields.
+
+    ``meter``, ``key``, ``title`` and ``length`` (or ``fixed``, a dict of ``M``/``K``/``T``/
+    ``L``) set the tunes' header: with ``constrain`` the grammar writes exactly those values;
+    without it they become the prime (and cannot be combined with ``prime``).
+    """
     from musicseq.config import SampleConfig
+    from musicseq.notation import make_header
     from musicseq.sampling import generate as sample
     from musicseq.sampling import generate_constrained
 
+    header = {"M": meter, "K": key, "T": title, "L": length, **(fixed or {})}
+    header = {k: v for k, v in header.items() if v}
+    if header and not constrain:
+        if "prime" in options:
+            raise UserError("a prime cannot be combined with meter, key, title or length")
+        try:
+            options["prime"] = make_header(
+                header.get("M", "4/4"), header.get("K", "D"), header.get("T", ""), header.get("L")
+            )
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
     config = SampleConfig(num=num, **options)
+    try:
+        config.validate()
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
     if constrain:
-        texts = generate_constrained(loaded.model, loaded.config, loaded.vocab, config, fixed=fixed)
+        texts = generate_constrained(
+            loaded.model, loaded.config, loaded.vocab, config, fixed=header
+        )
     else:
         texts = sample(loaded.model, loaded.config, loaded.vocab, config)
     return TuneSet(Tune(t, source=str(loaded.path), number=i) for i, t in enumerate(texts, start=1))

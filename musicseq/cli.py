@@ -1,7 +1,10 @@
 """The ``musicseq`` command: argparse subcommands over the library's functions.
 
-The only module that reads ``sys.argv``. A mistake a user can make ends in one line on
-stderr and exit status 2, never a traceback.
+The only module that reads ``sys.argv``. Options that set a configuration field are derived
+from the dataclasses in :mod:`musicseq.config` (their defaults, choices and help text live
+there); each subcommand builds its configs, validates them and calls the library. A user's
+mistake ends in one line on stderr and exit status 2; an internal error prints its traceback,
+asks to be reported and exits 1.
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ import os
 import shlex
 import sys
 import tempfile
+import typing
 from pathlib import Path
 
 from musicseq import __version__
-from musicseq.config import MODEL_KINDS, PRECISIONS, STRATEGIES
+from musicseq.config import ModelConfig, SampleConfig, TrainConfig
 from musicseq.errors import UserError
 
 DEFAULT_DATA = Path("data/abc")
@@ -26,31 +30,82 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see {self.prog} --help)")
 
 
-def _positive_int(text: str) -> int:
+def _number(kind: type):
+    """An argparse type for ``int``/``float`` with a one-line message; ranges are checked by
+    the config's ``validate``."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            name = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {name}, got {text!r}") from None
+        if kind is float and value != value:  # NaN
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _base_type(hint) -> type:
+    """``int``, ``float``, ``str`` or ``bool`` from a field's type (``int | None`` → int)."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def add_config_options(parser, cls, only: tuple[str, ...] | None = None, defaults=None) -> None:
+    """Add one option per field of the dataclass ``cls`` that its metadata puts on the
+    command line (``only`` narrows them; ``defaults`` overrides a default for this command)."""
+    hints = typing.get_type_hints(cls)
+    groups: dict[str, argparse._MutuallyExclusiveGroup] = {}
+    defaults = defaults or {}
+    for spec in dataclasses.fields(cls):
+        meta = spec.metadata
+        if not meta.get("cli", True) or (only is not None and spec.name not in only):
+            continue
+        target = parser
+        if meta.get("group"):
+            target = groups.setdefault(meta["group"], parser.add_mutually_exclusive_group())
+        flag = meta.get("flag") or "--" + spec.name.replace("_", "-")
+        default = defaults.get(spec.name, spec.default)
+        kind = _base_type(hints[spec.name])
+        if kind is bool:
+            if default:
+                target.add_argument(
+                    "--no-" + flag[2:],
+                    dest=spec.name,
+                    action="store_false",
+                    default=True,
+                    help=f"do not {meta['help']}",
+                )
+            else:
+                target.add_argument(flag, dest=spec.name, action="store_true", help=meta["help"])
+            continue
+        shown = "" if default is None else f" (default {default!r})".replace("\n", "\\n")
+        target.add_argument(
+            flag,
+            dest=spec.name,
+            type=_number(kind) if kind in (int, float) else str,
+            default=default,
+            choices=meta.get("choices"),
+            metavar=meta.get("metavar"),
+            help=meta["help"] + shown,
+        )
+
+
+def config_from_args(cls, args, **overrides):
+    """The dataclass ``cls`` from the parsed options it added, validated (a bad value is a
+    user's mistake: :class:`UserError`)."""
+    values = {
+        f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)
+    }
+    config = cls(**{**values, **overrides})
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        config.validate()
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    return config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,56 +132,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-errors", action="store_true", help="list every rejected tune")
 
     p = sub.add_parser("train", help="train a model")
-    p.add_argument("--model", default="lstm", choices=MODEL_KINDS)
     p.add_argument("--out", type=Path, required=True, help="model directory to write")
     p.add_argument(
         "--data", type=Path, help="corpus dir or .abc file/dir (default data/abc, built if missing)"
     )
-    budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=_positive_int, help="total optimiser steps")
-    budget.add_argument("--epochs", type=_positive_int, help="passes over the training data")
-    budget.add_argument("--minutes", type=_positive_float, help="wall-clock budget")
-    p.add_argument("--steps-per-epoch", type=_positive_int, help="steps between validation reports")
-    p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--seq-len", type=_positive_int, default=100)
-    p.add_argument("--units", type=_positive_int, default=512)
-    p.add_argument("--layers", type=_positive_int, default=1)
-    p.add_argument("--embedding-dim", type=_positive_int, default=64)
-    p.add_argument("--dropout", type=float, default=0.0)
-    p.add_argument(
-        "--activation", default="tanh", choices=("tanh", "relu"), help="rnn_scratch nonlinearity"
-    )
-    p.add_argument("--recurrent-init", default="orthogonal", choices=("orthogonal", "identity", "glorot_uniform"),
-                   help="rnn_scratch W_hh initializer ('identity' with relu: the IRNN trick)")  # fmt: skip
-    p.add_argument("--heads", type=_positive_int, default=4, help="Transformer attention heads")
-    p.add_argument("--context", type=_positive_int, default=256, help="Transformer context length")
-    p.add_argument("--positional", default="sinusoidal", choices=("sinusoidal", "learned"))
-    p.add_argument("--learning-rate", type=_positive_float, default=2e-3)
-    p.add_argument(
-        "--clipnorm", type=_positive_float, default=1.0, help="gradient clipping by norm"
-    )
+    add_config_options(p, ModelConfig)
+    add_config_options(p, TrainConfig)
     p.add_argument("--no-clip", action="store_true", help="turn gradient clipping off")
-    p.add_argument("--seed", type=_int, default=0)
-    p.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"))
-    p.add_argument(
-        "--warmup-steps", type=int, default=0, help="linear warm-up before the cosine decay"
-    )
-    p.add_argument("--early-stopping", type=_positive_int, metavar="PATIENCE",
-                   help="stop when validation loss has not improved for this many epochs (keeps the best weights)")  # fmt: skip
-    p.add_argument(
-        "--save-every", type=_positive_int, default=200, help="steps between resumable checkpoints"
-    )
     p.add_argument(
         "--restart", action="store_true", help="ignore an existing checkpoint and start fresh"
     )
-    p.add_argument("--strategy", default="auto", choices=STRATEGIES, help="tf.distribute strategy")
-    p.add_argument(
-        "--precision", default="float32", choices=PRECISIONS, help="mixed precision (GPU/TPU)"
-    )
-    p.add_argument("--jit-compile", default="auto", choices=("auto", "on", "off"),
-                   help="XLA for the train step (auto: on for the fused LSTM/GRU on CPU)")  # fmt: skip
-    p.add_argument("--deterministic", action="store_true", help="TensorFlow op determinism")
-    p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("generate", help="generate tunes from a trained model")
@@ -134,27 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", type=Path, required=True, help="directory for tune_NNN.abc (and .mid/.wav)"
     )
-    p.add_argument("--num", type=_positive_int, default=4)
-    p.add_argument(
-        "--prime", default=None, help="ABC text every tune starts with (default 'X:1\\n')"
-    )
+    add_config_options(p, SampleConfig, defaults={"prime": None})
     p.add_argument("--meter", help="build a header prime with this meter, e.g. 6/8")
     p.add_argument("--key", help="… and this key, e.g. Dmix, G, Ador (default D)")
     p.add_argument("--title", help="… and this title")
     p.add_argument("--length", help="… and this unit note length (default from the meter)")
-    p.add_argument("--temperature", type=_positive_float, default=1.0)
     p.add_argument(
-        "--top-k", type=_int, default=0, help="sample among the k likeliest characters (0: all)"
+        "--constrain",
+        action="store_true",
+        help="constrained decoding: valid headers and exact bars by construction",
     )
-    p.add_argument(
-        "--top-p", type=float, default=1.0, help="nucleus sampling probability in (0, 1]"
-    )
-    p.add_argument("--seed", type=_int, default=0)
-    p.add_argument(
-        "--max-len", type=_positive_int, default=1200, help="characters per tune (hard cap 100000)"
-    )
-    p.add_argument("--constrain", action="store_true",
-                   help="constrained decoding: valid headers and exact bars by construction")  # fmt: skip
     p.add_argument("--render", action="store_true", help="also write MIDI and WAV")
     p.add_argument("--no-wav", action="store_true", help="with --render: MIDI only")
 
@@ -166,10 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data", type=Path, help="corpus dir or .abc file/dir (default: the model's training data)"
     )
-    p.add_argument("--num", type=_positive_int, default=100, help="tunes to generate")
-    p.add_argument("--seed", type=_int, default=0)
-    p.add_argument("--temperature", type=_positive_float, default=1.0)
-    p.add_argument("--max-len", type=_positive_int, default=1200)
+    add_config_options(
+        p, SampleConfig, only=("num", "seed", "temperature", "max_len"), defaults={"num": 100}
+    )
     p.add_argument(
         "--constrain", action="store_true", help="also generate with constrained decoding"
     )
@@ -181,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model_dir", type=Path)
     p.add_argument("--tune", type=Path, required=True, help="an .abc file (its first tune is used)")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--top", type=_positive_int, default=3, help="units drawn per feature")
+    p.add_argument(
+        "--top", type=_number(int), default=3, help="units drawn per feature (default 3)"
+    )
 
     p = sub.add_parser(
         "export", help="write a TensorFlow SavedModel with generate/score signatures"
@@ -204,15 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_data(args) -> int:
     from musicseq import corpus
 
-    if args.data is not None:
-        files = corpus.find_abc_files(args.data)
-        describe = {"source": str(args.data)}
-    else:
-        names = list(args.collections or corpus.DEFAULT_COLLECTIONS) + list(args.include)
-        files = corpus.collection_files(names)
-        describe = {"source": "music21 bundled corpus", "collections": names}
-    built = corpus.build_corpus(files)
-    manifest = corpus.write_corpus(built, args.out, describe)
+    manifest, built, files = corpus.build_and_write(
+        args.out, args.data, args.collections, args.include
+    )
     counts = ", ".join(f"{k} {v['tunes']}" for k, v in manifest["splits"].items())
     print(f"wrote {args.out}: {counts} tunes from {len(files)} files; {len(built.errors)} rejected")
     for error in built.errors if args.show_errors else built.errors[:5]:
@@ -222,40 +221,18 @@ def cmd_data(args) -> int:
     return 0
 
 
-def _training_data(path: Path | None) -> Path:
+def cmd_train(args) -> int:
     from musicseq import corpus
 
-    if path is not None:
-        return path
-    if not corpus.is_corpus_dir(DEFAULT_DATA):
-        print(f"notice: no corpus at {DEFAULT_DATA}; building the default corpus there")
-        built = corpus.build_corpus(corpus.collection_files(corpus.DEFAULT_COLLECTIONS))
-        corpus.write_corpus(built, DEFAULT_DATA, {"source": "music21 bundled corpus"})
-    return DEFAULT_DATA
-
-
-def cmd_train(args) -> int:
-    from musicseq.config import ModelConfig, TrainConfig
-
-    if not 0.0 <= args.dropout < 1.0:
-        raise UserError(f"--dropout must be in [0, 1), got {args.dropout}")
-    model_config = ModelConfig(
-        kind=args.model, units=args.units, num_layers=args.layers,
-        embedding_dim=args.embedding_dim, dropout=args.dropout, vocab_size=1,
-        activation=args.activation, recurrent_initializer=args.recurrent_init,
-        num_heads=args.heads, context=args.context, positional=args.positional,
-    )  # fmt: skip
-    train_config = TrainConfig(
-        seq_len=args.seq_len, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        clipnorm=None if args.no_clip else args.clipnorm, steps=args.steps,
-        epochs=args.epochs or 1, minutes=args.minutes, steps_per_epoch=args.steps_per_epoch,
-        seed=args.seed, lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps,
-        early_stopping=args.early_stopping, save_every=args.save_every, strategy=args.strategy,
-        precision=args.precision, jit_compile=args.jit_compile, deterministic=args.deterministic,
-        tensorboard=not args.no_tensorboard,
-    )  # fmt: skip
-    train_config.validate()
-    data = _training_data(args.data)
+    model_config = config_from_args(ModelConfig, args, vocab_size=1)
+    clip = {"clipnorm": None} if args.no_clip else {}
+    train_config = config_from_args(TrainConfig, args, **clip)
+    data = args.data
+    if data is None:
+        data = DEFAULT_DATA
+        if not corpus.is_corpus_dir(DEFAULT_DATA):
+            print(f"notice: no corpus at {DEFAULT_DATA}; building the default corpus there")
+            corpus.ensure_default(DEFAULT_DATA)
     from musicseq.train import train
 
     train(
@@ -271,72 +248,65 @@ def cmd_train(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from musicseq.config import SampleConfig
+    from musicseq import api
 
-    config = SampleConfig(
-        num=args.num, max_len=args.max_len, temperature=args.temperature, seed=args.seed,
-        top_k=args.top_k, top_p=args.top_p, prime=_prime(args),
-    )  # fmt: skip
-    config.validate()
+    header = {"meter": args.meter, "key": args.key, "title": args.title, "length": args.length}
+    given = [f"--{name}" for name, value in header.items() if value is not None]
+    if args.prime is not None and given:
+        raise UserError(f"--prime cannot be combined with {', '.join(given)}")
+    if args.prime is not None:
+        args.prime = args.prime.replace("\\n", "\n")  # allow a literal \n on the command line
+    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(SampleConfig)}
+    options = {name: value for name, value in options.items() if value is not None}
+    config_from_args(SampleConfig, argparse.Namespace(**options))  # checked before loading
+    _check_header(header)
     _check_writable(args.out)
-    from musicseq.sampling import check_prime
-    from musicseq.train import load_model_dir
-
-    model, model_config, vocab = load_model_dir(args.model_dir)
-    check_prime(config.prime, vocab)
-    from musicseq.sampling import generate
-
-    if args.constrain:
-        from musicseq.sampling import generate_constrained
-
-        fixed = {"T": args.title, "M": args.meter, "K": args.key, "L": args.length}
-        config = (
-            dataclasses.replace(config, prime=SampleConfig.prime) if any(fixed.values()) else config
-        )
-        tunes = generate_constrained(model, model_config, vocab, config, fixed=fixed)
-    else:
-        tunes = generate(model, model_config, vocab, config)
-    from musicseq import fileio
-
-    paths = []
-    for number, text in enumerate(tunes, start=1):
-        path = args.out / f"tune_{number:03d}.abc"  # named by number, never by generated text
-        fileio.write_text(path, text if text.endswith("\n") else text + "\n")
-        paths.append(path)
+    loaded = api.load_model(args.model_dir)
+    tunes = api.generate(loaded, constrain=args.constrain, **header, **options)
+    paths = tunes.save(args.out)
     print(f"wrote {len(paths)} tunes to {args.out}")
     if args.render:
         _render_and_report(paths, args.out, wav=not args.no_wav)
     return 0
 
 
-def _prime(args) -> str:
-    """The prime from --prime, or a header built from --meter/--key/--title/--length."""
-    from musicseq.config import SampleConfig
-    from musicseq.notation import make_header
+def _check_header(header: dict) -> None:
+    """Meter, key and unit length are checked before a model is loaded."""
+    from musicseq.notation import parse_key, parse_length, parse_meter
 
-    shortcuts = [
-        f"--{n}" for n in ("meter", "key", "title", "length") if getattr(args, n) is not None
-    ]
-    if args.prime is not None and shortcuts:
-        raise UserError(f"--prime cannot be combined with {', '.join(shortcuts)}")
-    if args.prime is not None:
-        return args.prime.replace("\\n", "\n")  # allow a literal \n on the command line
-    if not shortcuts:
-        return SampleConfig.prime
-    return make_header(args.meter or "4/4", args.key or "D", args.title or "", args.length)
+    try:
+        if header["meter"] is not None:
+            parse_meter(header["meter"])
+        if header["key"] is not None:
+            parse_key(header["key"])
+        if header["length"] is not None:
+            parse_length(header["length"])
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
 
 
 def cmd_evaluate(args) -> int:
     from musicseq.evaluate import evaluate_model
 
-    evaluate_model(args.model_dir, args.out, data=args.data, num=args.num, seed=args.seed,
-                   temperature=args.temperature, constrain=args.constrain, max_len=args.max_len)  # fmt: skip
+    sample = config_from_args(SampleConfig, args)
+    evaluate_model(
+        args.model_dir,
+        args.out,
+        data=args.data,
+        num=sample.num,
+        seed=sample.seed,
+        temperature=sample.temperature,
+        constrain=args.constrain,
+        max_len=sample.max_len,
+    )
     return 0
 
 
 def cmd_inspect(args) -> int:
     from musicseq.visualize import inspect_model
 
+    if args.top <= 0:
+        raise UserError(f"--top must be a positive integer, got {args.top}")
     inspect_model(args.model_dir, args.tune, args.out, top=args.top)
     print(f"wrote {args.out}")
     return 0
@@ -344,10 +314,10 @@ def cmd_inspect(args) -> int:
 
 def cmd_export(args) -> int:
     from musicseq.export import export_savedmodel
-    from musicseq.train import load_model_dir
+    from musicseq.modeldir import ModelDir
 
-    model, model_config, vocab = load_model_dir(args.model_dir)
-    path = export_savedmodel(model, model_config, vocab, args.out)
+    loaded = ModelDir.load(args.model_dir)
+    path = export_savedmodel(loaded.model, loaded.config, loaded.vocab, args.out)
     print(f"wrote SavedModel to {path} (signatures: generate, score)")
     return 0
 
@@ -414,18 +384,28 @@ def _render_and_report(paths: list[Path], out: Path, wav: bool) -> int:
         if result.error:
             failures += 1
             print(f"render failed for {path.name}: {result.error}", file=sys.stderr)
-        rows.append([
-            str(index), title[:30], meter or "?", key or "?", bars,
-            str(result.midi) if result.midi else "-", str(result.wav) if result.wav else "-",
-            f"{result.seconds:.1f}" if result.seconds is not None else "-",
-        ])  # fmt: skip
+        rows.append(
+            [
+                str(index),
+                title[:30],
+                meter or "?",
+                key or "?",
+                bars,
+                str(result.midi) if result.midi else "-",
+                str(result.wav) if result.wav else "-",
+                f"{result.seconds:.1f}" if result.seconds is not None else "-",
+            ]
+        )
     print(_table(["tune", "title", "meter", "key", "bars", "MIDI", "WAV", "seconds"], rows))
     return failures
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
@@ -454,9 +434,6 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"musicseq: error: {exc}", file=sys.stderr)
         return 2
-    except ValueError as exc:  # argument values rejected by the library's validators
-        print(f"musicseq: error: {exc}", file=sys.stderr)
-        return 2
     except OSError as exc:
         where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
         print(
@@ -466,3 +443,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("musicseq: interrupted", file=sys.stderr)
         return 130
+    except Exception:
+        import traceback
+
+        traceback.print_exc()
+        print(
+            "musicseq: internal error (a bug in musicseq, not a problem with your input); "
+            "please report it to the musicseq developers with the traceback above",
+            file=sys.stderr,
+        )
+        return 1

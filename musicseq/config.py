@@ -1,7 +1,10 @@
-"""Typed configuration: the one home of musicseq's defaults.
+"""Typed configuration: the one home of musicseq's defaults, choices and help texts.
 
 Library code takes these dataclasses as arguments; only the CLI (or a user's script)
-overrides them. Every config round-trips through JSON with :func:`to_dict` / ``from_dict``.
+overrides them. Each field's metadata carries its help text (and, where the command line
+spells it differently, its flag), so the ``musicseq`` options are derived from here. Every
+config round-trips through JSON with :func:`to_dict` / :func:`from_dict`, and ``validate``
+is as strict as the command line.
 """
 
 from __future__ import annotations
@@ -9,50 +12,95 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-FORMAT_VERSION = 1  # bump when a model directory's layout changes incompatibly
-
 MODEL_KINDS = ("rnn_scratch", "simple_rnn", "lstm", "gru", "transformer")
 RECURRENT_KINDS = ("rnn_scratch", "simple_rnn", "lstm", "gru")
+ACTIVATIONS = ("tanh", "relu")
+RECURRENT_INITIALIZERS = ("orthogonal", "identity", "glorot_uniform")
+POSITIONAL = ("sinusoidal", "learned")
+LR_SCHEDULES = ("constant", "cosine")
+JIT_COMPILE = ("auto", "on", "off")
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 # TrainConfig fields that may change between a run and its resumption (the budget).
 BUDGET_FIELDS = ("steps", "epochs", "minutes")
 
 
+def option(
+    default,
+    help: str,
+    *,
+    flag: str | None = None,
+    choices=None,
+    cli: bool = True,
+    metavar: str | None = None,
+    group: str | None = None,
+):
+    """A dataclass field whose metadata describes its command-line option.
+
+    ``flag`` overrides the option name derived from the field name (``seq_len`` →
+    ``--seq-len``); ``cli=False`` keeps a field off the command line; ``group`` puts options
+    in a mutually exclusive group.
+    """
+    metadata = {
+        "help": help,
+        "flag": flag,
+        "choices": choices,
+        "cli": cli,
+        "metavar": metavar,
+        "group": group,
+    }
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _check_positive_ints(config, names, limit: int = 1_000_000) -> None:
+    """Each named field is a positive integer up to ``limit``, or None (not set)."""
+    for name in names:
+        value = getattr(config, name)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= limit:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """The network: a character embedding, a recurrent stack and a logits layer."""
+    """The network: a character embedding, a recurrent stack or Transformer, a logits layer."""
 
-    kind: str = "lstm"  # rnn_scratch | simple_rnn | lstm | gru | transformer
-    vocab_size: int = 0  # set from the vocabulary when training starts
-    embedding_dim: int = 64  # size of each character's embedding vector (recurrent kinds)
-    units: int = 512  # recurrent state size; the model width d for the Transformer
-    num_layers: int = 1  # stacked recurrent layers / Transformer blocks
-    dropout: float = 0.0  # dropout on each layer's output
-    activation: str = "tanh"  # rnn_scratch: tanh | relu
-    recurrent_initializer: str = "orthogonal"  # rnn_scratch: orthogonal | identity | glorot_uniform
-    num_heads: int = 4  # Transformer attention heads (units must divide by it)
-    context: int = 256  # Transformer context length (longest window it attends over)
-    positional: str = "sinusoidal"  # Transformer positional encoding: sinusoidal | learned
-    fused: bool = True  # lstm/gru: faster CPU recurrence (same weights; Keras/cuDNN path on GPU)
+    kind: str = option("lstm", "model family", flag="--model", choices=MODEL_KINDS)
+    vocab_size: int = option(0, "set from the vocabulary when training starts", cli=False)
+    embedding_dim: int = option(64, "size of each character's embedding (recurrent kinds)")
+    units: int = option(512, "recurrent state size; the model width for the Transformer")
+    num_layers: int = option(1, "stacked recurrent layers / Transformer blocks", flag="--layers")
+    dropout: float = option(0.0, "dropout on each layer's output, in [0, 1)")
+    activation: str = option("tanh", "rnn_scratch nonlinearity", choices=ACTIVATIONS)
+    recurrent_initializer: str = option(
+        "orthogonal",
+        "rnn_scratch W_hh initializer ('identity' with relu: the IRNN trick)",
+        flag="--recurrent-init",
+        choices=RECURRENT_INITIALIZERS,
+    )
+    num_heads: int = option(
+        4, "Transformer attention heads (units must divide by it)", flag="--heads"
+    )
+    context: int = option(256, "Transformer context length (the window it attends over)")
+    positional: str = option("sinusoidal", "Transformer positional encoding", choices=POSITIONAL)
+    fused: bool = option(True, "lstm/gru: faster CPU recurrence (same weights)", cli=False)
 
     def validate(self) -> None:
-        if self.kind not in MODEL_KINDS:
-            raise ValueError(
-                f"model kind must be one of {', '.join(MODEL_KINDS)}, got {self.kind!r}"
-            )
-        for name in ("vocab_size", "embedding_dim", "units", "num_layers", "num_heads", "context"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0 or value > 1_000_000:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        _check_choice("model kind", self.kind, MODEL_KINDS)
+        _check_positive_ints(
+            self, ("vocab_size", "embedding_dim", "units", "num_layers", "num_heads", "context")
+        )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.activation not in ("tanh", "relu"):
-            raise ValueError(f"activation must be tanh or relu, got {self.activation!r}")
-        if self.recurrent_initializer not in ("orthogonal", "identity", "glorot_uniform"):
-            raise ValueError(f"unknown recurrent initializer {self.recurrent_initializer!r}")
-        if self.positional not in ("sinusoidal", "learned"):
-            raise ValueError(f"positional must be sinusoidal or learned, got {self.positional!r}")
+        _check_choice("activation", self.activation, ACTIVATIONS)
+        _check_choice("recurrent initializer", self.recurrent_initializer, RECURRENT_INITIALIZERS)
+        _check_choice("positional encoding", self.positional, POSITIONAL)
         if self.kind == "transformer" and self.units % self.num_heads:
             raise ValueError(f"units ({self.units}) must be divisible by heads ({self.num_heads})")
         if self.kind == "transformer" and self.context < 2:
@@ -61,83 +109,88 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train: data windows, optimiser and the stopping rule."""
+    """How to train: data windows, optimiser, the budget and the stopping rule."""
 
-    seq_len: int = 100  # characters per training window
-    batch_size: int = 32  # windows per step
-    learning_rate: float = 2e-3  # Adam step size
-    clipnorm: float | None = 1.0  # gradient clipping by global norm; None turns it off
-    steps: int | None = None  # total optimiser steps (overrides epochs)
-    epochs: int = 1  # passes over the training windows
-    minutes: float | None = None  # wall-clock budget; training stops when it is spent
-    steps_per_epoch: int | None = None  # validation/checkpoint cadence; default: one pass
-    seed: int = 0  # weights, data order and dropout
-    lr_schedule: str = "constant"  # constant | cosine (cosine decay after a linear warm-up)
-    warmup_steps: int = 0  # linear warm-up steps for the cosine schedule
-    early_stopping: int | None = None  # patience in epochs on validation loss (best weights kept)
-    save_every: int = 200  # steps between resumable checkpoints (and at every epoch end)
-    strategy: str = "auto"  # auto | default | one_device | mirrored | multi_worker | tpu
-    precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16 (GPU/TPU)
-    jit_compile: str = (
-        "auto"  # XLA for the train step: auto (on for fused LSTM/GRU on CPU) | on | off
+    seq_len: int = option(100, "characters per training window")
+    batch_size: int = option(32, "windows per step (per replica)")
+    learning_rate: float = option(2e-3, "Adam step size (the peak of the cosine schedule)")
+    clipnorm: float | None = option(1.0, "gradient clipping by global norm (None: off)")
+    steps: int | None = option(None, "budget: total optimiser steps", group="budget")
+    epochs: int | None = option(
+        None, "budget: passes over the training windows (default 1)", group="budget"
     )
-    deterministic: bool = False  # TensorFlow op determinism (slower; reproducible on CPU)
-    tensorboard: bool = True  # write TensorBoard logs to MODEL_DIR/logs
+    minutes: float | None = option(None, "budget: wall-clock minutes", group="budget")
+    steps_per_epoch: int | None = option(
+        None, "steps between validation reports (default: one pass; 200 with --minutes)"
+    )
+    seed: int = option(0, "weights, data order and dropout")
+    lr_schedule: str = option(
+        "constant", "constant, or cosine decay after a linear warm-up", choices=LR_SCHEDULES
+    )
+    warmup_steps: int = option(0, "linear warm-up steps of the cosine schedule")
+    early_stopping: int | None = option(
+        None,
+        "stop when validation loss has not improved for this many epochs; the best "
+        "weights are kept",
+        metavar="PATIENCE",
+    )
+    save_every: int = option(200, "steps between resumable checkpoints (and every epoch end)")
+    strategy: str = option("auto", "tf.distribute strategy", choices=STRATEGIES)
+    precision: str = option(
+        "float32", "float32, or mixed precision (GPU/TPU; runs on CPU)", choices=PRECISIONS
+    )
+    jit_compile: str = option(
+        "auto",
+        "XLA for the train step (auto: on for the fused LSTM/GRU on CPU)",
+        choices=JIT_COMPILE,
+    )
+    deterministic: bool = option(False, "TensorFlow op determinism (slower; reproducible)")
+    tensorboard: bool = option(True, "write TensorBoard logs to MODEL_DIR/logs")
 
     def validate(self) -> None:
-        for name in ("seq_len", "batch_size", "epochs"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.steps is not None and self.steps <= 0:
-            raise ValueError(f"steps must be positive, got {self.steps}")
-        if self.minutes is not None and self.minutes <= 0:
+        _check_positive_ints(
+            self,
+            ("seq_len", "batch_size", "save_every", "steps_per_epoch", "early_stopping", "epochs"),
+        )
+        _check_positive_ints(self, ("steps",), limit=10**12)
+        budgets = [n for n in BUDGET_FIELDS if getattr(self, n) is not None]
+        if len(budgets) > 1:
+            raise ValueError(f"give one budget, not {' and '.join(budgets)}")
+        if self.minutes is not None and not 0 < self.minutes < float("inf"):
             raise ValueError(f"minutes must be positive, got {self.minutes}")
-        if not self.learning_rate > 0:
+        if not 0 < self.learning_rate < float("inf"):
             raise ValueError(f"learning rate must be positive, got {self.learning_rate}")
         if self.clipnorm is not None and not self.clipnorm > 0:
             raise ValueError(f"clipnorm must be positive, got {self.clipnorm}")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr schedule must be constant or cosine, got {self.lr_schedule!r}")
-        if self.lr_schedule == "cosine" and self.steps is None and self.minutes is not None:
-            raise ValueError(
-                "the cosine schedule needs a step budget (--steps or --epochs), not --minutes"
-            )
-        if self.warmup_steps < 0 or self.save_every <= 0:
-            raise ValueError("warm-up steps must be >= 0 and save-every > 0")
-        if self.early_stopping is not None and self.early_stopping <= 0:
-            raise ValueError(f"early-stopping patience must be positive, got {self.early_stopping}")
-        if self.strategy not in STRATEGIES:
-            raise ValueError(
-                f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
-            )
-        if self.jit_compile not in ("auto", "on", "off"):
-            raise ValueError(f"jit-compile must be auto, on or off, got {self.jit_compile!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
-            )
+        _check_choice("lr schedule", self.lr_schedule, LR_SCHEDULES)
+        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ValueError(f"warm-up steps must be >= 0, got {self.warmup_steps}")
+        if not isinstance(self.seed, int) or not -(2**31) <= self.seed < 2**31:
+            raise ValueError(f"seed must fit in 32 bits, got {self.seed!r}")
+        _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_choice("jit-compile", self.jit_compile, JIT_COMPILE)
+        _check_choice("precision", self.precision, PRECISIONS)
 
 
 @dataclass(frozen=True)
 class SampleConfig:
     """How to generate."""
 
-    num: int = 4  # tunes generated together, as one batch
-    max_len: int = 1200  # hard cap on generated characters per tune
-    temperature: float = 1.0  # logits are divided by this
-    top_k: int = 0  # sample among the k most likely characters; 0 = all
-    top_p: float = 1.0  # nucleus: smallest set with this much probability; 1 = all
-    seed: int = 0  # same seed, same tunes
-    prime: str = "X:1\n"  # ABC text every tune starts with
+    num: int = option(4, "tunes generated together, as one batch")
+    max_len: int = option(1200, "characters per tune at most (hard cap 100000)")
+    temperature: float = option(1.0, "logits are divided by this")
+    top_k: int = option(0, "sample among the k likeliest characters (0: all)")
+    top_p: float = option(1.0, "nucleus sampling: smallest set with this much probability")
+    seed: int = option(0, "same seed, same tunes")
+    prime: str = option("X:1\n", "ABC text every tune starts with (a literal \\n is a newline)")
 
     def validate(self) -> None:
         if not 1 <= self.num <= 4096:
             raise ValueError(f"num must be in 1..4096, got {self.num}")
         if not 1 <= self.max_len <= 100_000:
             raise ValueError(f"max-len must be in 1..100000, got {self.max_len}")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not 0 < self.temperature < float("inf"):
+            raise ValueError(f"temperature must be a positive number, got {self.temperature}")
         if not 0 <= self.top_k <= 100_000:
             raise ValueError(f"top-k must be >= 0 (0 turns it off), got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:

@@ -89,7 +89,7 @@ def read_tunebook(path: Path) -> ParseResult:
     return parse_tunebook(decode_bytes(data), str(path))
 
 
-def load_tunes(files: list[Path]) -> ParseResult:
+def parse_files(files: list[Path]) -> ParseResult:
     """Parse ``files`` and drop exact duplicates (same content under another X: number)."""
     result = ParseResult()
     seen: set[str] = set()
@@ -137,7 +137,7 @@ class Corpus:
 
 def build_corpus(files: list[Path]) -> Corpus:
     """Parse, de-duplicate and split ``files``; raises :class:`UserError` if no tune survives."""
-    parsed = load_tunes(files)
+    parsed = parse_files(files)
     if not parsed.tunes:
         if parsed.errors:
             raise UserError(
@@ -216,3 +216,31 @@ def load_split(data: str | os.PathLike, split: str) -> list[str]:
         return [t.text() for t in read_tunebook(file).tunes]
     corpus = build_corpus(find_abc_files(path))
     return corpus.texts(split)
+
+
+def build_and_write(
+    out_dir: str | os.PathLike,
+    data: str | os.PathLike | None = None,
+    collections: list[str] | tuple[str, ...] | None = None,
+    include: list[str] | tuple[str, ...] = (),
+) -> tuple[dict, Corpus, list[Path]]:
+    """Build a corpus from ``data`` (an ``.abc`` file or directory) or from music21's
+    ``collections`` (default: :data:`DEFAULT_COLLECTIONS`) plus ``include``, and write it to
+    ``out_dir``. Returns ``(manifest, corpus, files)``."""
+    if data is not None:
+        files = find_abc_files(data)
+        describe: dict = {"source": str(data)}
+    else:
+        names = list(collections or DEFAULT_COLLECTIONS) + list(include)
+        files = collection_files(names)
+        describe = {"source": "music21 bundled corpus", "collections": names}
+    built = build_corpus(files)
+    return write_corpus(built, out_dir, describe), built, files
+
+
+def ensure_default(path: str | os.PathLike) -> bool:
+    """Build the default corpus at ``path`` unless a corpus is there; True if it was built."""
+    if is_corpus_dir(Path(path)):
+        return False
+    build_and_write(path)
+    return True

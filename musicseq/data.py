@@ -35,8 +35,13 @@ def window_count(stream_len: int, seq_len: int) -> tuple[int, int]:
     return offsets, (stream_len - seq_len - offsets) // seq_len + 1
 
 
-def training_dataset(stream: np.ndarray, seq_len: int, batch_size: int, seed: int):
+def training_dataset(
+    stream: np.ndarray, seq_len: int, batch_size: int, seed: int, start_step: int = 0
+):
     """Endless shuffled batches of ``(x, y)``, shape ``(batch, seq_len)`` each.
+
+    The batches are a fixed sequence for a given ``seed``; ``start_step`` starts it at that
+    batch, so a resumed run sees exactly the batches an uninterrupted one would have.
 
     Pass ``p`` over the stream starts at a random offset in ``[0, seq_len)`` (so window
     boundaries move from pass to pass) and visits its windows in a random order. Both come
@@ -56,6 +61,7 @@ def training_dataset(stream: np.ndarray, seq_len: int, batch_size: int, seed: in
         return tf.data.Dataset.from_tensor_slices(offset + tf.cast(order, tf.int32) * seq_len)
 
     ds = tf.data.Dataset.range(1 << 62).flat_map(starts_for_pass)
+    ds = ds.skip(start_step * batch_size)  # window starts only: cheap to skip
     ds = ds.batch(batch_size, drop_remainder=True)
     ds = ds.map(lambda s: _split_windows(tf.gather(ids, s[:, None] + span)), num_parallel_calls=2)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,5 +1,5 @@
 """Errors a user can cause. The CLI prints their message on one line and exits 2."""
 
 
-class UserError(Exception):
+class UserError(ValueError):
     """Bad input from the user (a path, a flag value, a model directory): one clear line."""

@@ -216,7 +216,6 @@ def evaluate_model(
 
     With ``constrain`` the tunes are generated both ways and both sets of figures reported.
     """
-    import json
     import time
     from pathlib import Path
 
@@ -224,15 +223,13 @@ def evaluate_model(
     from musicseq.config import SampleConfig
     from musicseq.corpus import load_split
     from musicseq.errors import UserError
+    from musicseq.modeldir import ModelDir
     from musicseq.sampling import generate, generate_constrained
-    from musicseq.train import HISTORY_FILE, load_model_dir, plot_history
 
     out = Path(out_dir)
-    model, model_config, vocab = load_model_dir(model_dir)
-    config_data = (
-        json.loads((Path(model_dir) / "config.json").read_text()).get("data") or "data/abc"
-    )
-    data = data or config_data
+    loaded = ModelDir.load(model_dir)
+    model, model_config, vocab = loaded.model, loaded.config, loaded.vocab
+    data = data or loaded.data or "data/abc"
     if not Path(data).exists():
         raise UserError(f"evaluation data not found: {data} (pass --data)")
     test_texts = load_split(data, "test")
@@ -268,28 +265,24 @@ def evaluate_model(
         fileio.write_text(
             out / f"samples_{name}.abc", "\n".join(t.rstrip("\n") + "\n" for t in tunes)
         )
-    _plots(out, samples, report, Path(model_dir) / HISTORY_FILE, plot_history)
+    _plots(out, samples, report, loaded.history())
     fileio.write_json(out / "report.json", report)
     fileio.write_text(out / "report.md", _markdown(report))
     log(f"wrote {out / 'report.json'}, {out / 'report.md'} and plots")
     return report
 
 
-def _plots(out, samples, report, history_path, plot_history) -> None:
-    import json
+def _plots(out, samples, report, history: dict) -> None:
     import tempfile
     from pathlib import Path
 
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from musicseq import fileio
     from musicseq.render import RenderError, abc_to_midi, piano_roll_figure
+    from musicseq.visualize import save_figure, save_history_plot
 
-    if history_path.is_file():
-        plot_history(json.loads(history_path.read_text()), out / "loss.png")
+    if history:
+        save_history_plot(history, out / "loss.png")
     name = "constrained" if "constrained" in samples else "unconstrained"
     with tempfile.TemporaryDirectory() as tmp:
         midis, titles = [], []
@@ -305,12 +298,10 @@ def _plots(out, samples, report, history_path, plot_history) -> None:
             if len(midis) == 4:
                 break
         if midis:
-            fig = piano_roll_figure(midis, titles)
-            with fileio.atomic_path(out / "piano_roll.png") as target:
-                fig.savefig(target, dpi=90)
-            plt.close(fig)
+            save_figure(piano_roll_figure(midis, titles), out / "piano_roll.png", dpi=90)
     metrics = report[name]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    fig = Figure(figsize=(12, 4))
+    axes = fig.subplots(1, 2)
     for ax, field, train_field in (
         (axes[0], "meters", "training_meters"),
         (axes[1], "keys", "training_keys"),
@@ -332,10 +323,7 @@ def _plots(out, samples, report, history_path, plot_history) -> None:
         ax.set_xticks(list(x), labels, rotation=45, fontsize=8)
         ax.set_title(f"{field}: total variation {metrics[field[:-1] + '_distance_tv']:.2f}")
         ax.legend()
-    fig.tight_layout()
-    with fileio.atomic_path(out / "distributions.png") as target:
-        fig.savefig(target, dpi=90)
-    plt.close(fig)
+    save_figure(fig, out / "distributions.png", dpi=90)
 
 
 def _markdown(report: dict) -> str:

@@ -232,21 +232,29 @@ def render_file(abc_path: str | Path, out_dir: str | Path, wav: bool = True) -> 
 
 
 def piano_roll_figure(midi_paths: list[Path], titles: list[str] | None = None, fs: int = 20):
-    """A matplotlib figure with one piano roll (pitch × time) per MIDI file."""
-    import matplotlib
+    """A matplotlib figure with one piano roll (pitch × time) per MIDI file.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    A :class:`matplotlib.figure.Figure` made without pyplot: the caller's backend (a
+    notebook's inline plots) is left alone.
+    """
     import pretty_midi
+    from matplotlib.figure import Figure
 
     count = max(len(midi_paths), 1)
-    fig, axes = plt.subplots(count, 1, figsize=(10, 2.2 * count), squeeze=False)
+    fig = Figure(figsize=(10, 2.2 * count))
+    axes = fig.subplots(count, 1, squeeze=False)
     for ax, path, title in zip(axes[:, 0], midi_paths, titles or [p.stem for p in midi_paths]):
         roll = pretty_midi.PrettyMIDI(str(path)).get_piano_roll(fs=fs)  # (128 pitches, frames)
         pitches = np.nonzero(roll.sum(axis=1))[0]
         low, high = (int(pitches.min()) - 2, int(pitches.max()) + 3) if len(pitches) else (48, 84)
-        ax.imshow(roll[low:high] > 0, aspect="auto", origin="lower", cmap="Greys", interpolation="nearest",
-                  extent=(0, roll.shape[1] / fs, low, high))  # fmt: skip
+        ax.imshow(
+            roll[low:high] > 0,
+            aspect="auto",
+            origin="lower",
+            cmap="Greys",
+            interpolation="nearest",
+            extent=(0, roll.shape[1] / fs, low, high),
+        )
         ax.set_title(title, fontsize=9)
         ax.set_ylabel("MIDI pitch")
     axes[-1, 0].set_xlabel("seconds")

@@ -12,17 +12,18 @@ give the same tunes, in process and in the exported SavedModel.
 from __future__ import annotations
 
 from musicseq.config import SampleConfig
+from musicseq.errors import UserError
 from musicseq.vocab import EOT, PAD, RESERVED, UNK, Vocab
 
 NEG_INF = float("-inf")
 
 
 def check_prime(prime: str, vocab: Vocab) -> None:
-    """Raise ``ValueError`` naming the characters of ``prime`` the model has never seen."""
+    """Raise :class:`UserError` naming the characters of ``prime`` the model has never seen."""
     unknown = vocab.unknown_chars(prime)
     if unknown:
         shown = ", ".join(repr(c) for c in unknown[:10])
-        raise ValueError(f"prime contains characters outside the model's vocabulary: {shown}")
+        raise UserError(f"prime contains characters outside the model's vocabulary: {shown}")
 
 
 # --- logits transforms: (batch, vocab) float32 -> (batch, vocab) -------------------------
@@ -206,7 +207,7 @@ def generate_constrained(
             for grammar in grammars:
                 grammar.advance(ch)
     except GrammarError as exc:
-        raise ValueError(
+        raise UserError(
             f"with --constrain the prime must follow the X:/T:/M:/L:/K: template ({exc})"
         ) from exc
     char_ids = {c: vocab.encode(c)[0] for c in vocab.chars}

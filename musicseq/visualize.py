@@ -18,6 +18,40 @@ import numpy as np
 FEATURES = ("bar_position", "in_quotes", "in_repeat", "to_line_end")
 
 
+def save_figure(fig, path: Path, dpi: int = 100) -> None:
+    """Lay out and write a :class:`matplotlib.figure.Figure` atomically.
+
+    musicseq draws on ``Figure`` objects, never through pyplot, so it never changes the
+    caller's matplotlib backend (a notebook keeps its inline plots).
+    """
+    from musicseq import fileio
+
+    fig.tight_layout()
+    with fileio.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi)
+
+
+def history_figure(history: dict):
+    """Training and validation loss per epoch."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    epochs = range(1, len(history.get("loss", [])) + 1)
+    ax.plot(epochs, history.get("loss", []), label="train")
+    if history.get("val_loss"):
+        ax.plot(epochs, history["val_loss"], label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (nats/char)")
+    ax.set_title("musicseq training loss")
+    ax.legend()
+    return fig
+
+
+def save_history_plot(history: dict, path: Path) -> None:
+    save_figure(history_figure(history), Path(path))
+
+
 def char_features(text: str) -> dict[str, np.ndarray]:
     """Per-character structure of a tune's text (length ``len(text)``).
 
@@ -57,7 +91,7 @@ def hidden_states(model, model_config, vocab, text: str) -> np.ndarray:
     """Top recurrent layer's hidden state after each character of ``text``: (len(text), units)."""
     import tensorflow as tf
 
-    from musicseq.models import step_function
+    from musicseq.models import step_function, top_hidden
     from musicseq.vocab import EOT
 
     if model_config.kind == "transformer":
@@ -71,7 +105,7 @@ def hidden_states(model, model_config, vocab, text: str) -> np.ndarray:
     rows = []
     for token in ids:
         _, state = step(tf.constant([token], tf.int32), state)
-        rows.append(state[-1][0].numpy()[0])  # last layer, h (LSTM: first of (h, c))
+        rows.append(top_hidden(model_config, state).numpy()[0])  # (units,)
     return np.asarray(rows[1:])  # after each character of the text
 
 
@@ -112,23 +146,20 @@ def text_heatmap_html(text: str, values: np.ndarray, title: str) -> str:
 
 
 def text_heatmap_png(text: str, values: np.ndarray, title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from musicseq import fileio
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
 
     lines = text.split("\n")
     width = max(len(line) for line in lines) + 1
-    fig, ax = plt.subplots(figsize=(max(6, width * 0.11), max(2, len(lines) * 0.28 + 0.6)))
+    fig = Figure(figsize=(max(6, width * 0.11), max(2, len(lines) * 0.28 + 0.6)))
+    ax = fig.subplots()
     index = 0
     for row, line in enumerate(lines):
         for column, ch in enumerate(line + "\n"):
             if index >= len(values):
                 break
             ax.add_patch(
-                plt.Rectangle((column, -row - 1), 1, 1, color=_colour(values[index]), linewidth=0)
+                Rectangle((column, -row - 1), 1, 1, color=_colour(values[index]), linewidth=0)
             )
             if ch != "\n":
                 ax.text(
@@ -145,10 +176,7 @@ def text_heatmap_png(text: str, values: np.ndarray, title: str, path: Path) -> N
     ax.set_ylim(-len(lines), 0)
     ax.axis("off")
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    with fileio.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def inspect_recurrent(
@@ -178,26 +206,22 @@ def inspect_recurrent(
 
 def attention_maps(model, model_config, vocab, text: str, out: Path, log=print) -> dict:
     """Per-layer attention PNGs over (up to the context of) ``text``, and head scores."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import tensorflow as tf
+    from matplotlib.figure import Figure
 
     from musicseq import fileio
+    from musicseq.models import attention_maps as block_attention
     from musicseq.vocab import EOT
 
     ids = [EOT, *vocab.encode(text)][: model_config.context]
     chars = text[: len(ids) - 1]
-    x = model.get_layer("embedding")(tf.constant([ids], tf.int32))
+    maps = block_attention(model, model_config, np.asarray([ids], np.int32))
     bar_lines = [i + 1 for i, ch in enumerate(chars) if ch == "|"]  # positions in `ids`
     scores = []
     for layer in range(model_config.num_layers):
-        block = model.get_layer(f"block_{layer}")
-        weights, _, _ = block.attention.attention_weights(block.ln_attn(x))
-        weights = weights.numpy()[0]  # (heads, T, T)
+        weights = maps[layer]  # (heads, T, T)
         heads = weights.shape[0]
-        fig, axes = plt.subplots(1, heads, figsize=(4 * heads, 4), squeeze=False)
+        fig = Figure(figsize=(4 * heads, 4))
+        axes = fig.subplots(1, heads, squeeze=False)
         for head in range(heads):
             ax = axes[0, head]
             ax.imshow(weights[head], cmap="viridis", aspect="auto")
@@ -205,16 +229,15 @@ def attention_maps(model, model_config, vocab, text: str, out: Path, log=print) 
             ax.set_xlabel("key position")
             ax.set_ylabel("query position")
             scores.append(_head_scores(weights[head], bar_lines, layer, head))
-        fig.tight_layout()
-        with fileio.atomic_path(out / f"attention_layer{layer}.png") as tmp:
-            fig.savefig(tmp, dpi=80)
-        plt.close(fig)
-        x = block(x)
+        save_figure(fig, out / f"attention_layer{layer}.png", dpi=80)
     result = {"kind": "transformer", "characters": len(chars), "heads": scores}
     best_bar = max(scores, key=lambda s: s["previous_bar_line"])
     best_back = max(scores, key=lambda s: s["one_bar_back"])
-    log(f"previous bar line: layer {best_bar['layer']} head {best_bar['head']} ({best_bar['previous_bar_line']:.3f}); "
-        f"one bar back: layer {best_back['layer']} head {best_back['head']} ({best_back['one_bar_back']:.3f})")  # fmt: skip
+    log(
+        f"previous bar line: layer {best_bar['layer']} head {best_bar['head']} "
+        f"({best_bar['previous_bar_line']:.3f}); one bar back: layer {best_back['layer']} "
+        f"head {best_back['head']} ({best_back['one_bar_back']:.3f})"
+    )
     fileio.write_json(out / "attention.json", result)
     return result
 
@@ -237,8 +260,8 @@ def _head_scores(weights: np.ndarray, bar_lines: list[int], layer: int, head: in
 
 def inspect_model(model_dir, tune_file, out_dir, top: int = 3, log=print) -> dict:
     from musicseq.errors import UserError
+    from musicseq.modeldir import load_model_dir
     from musicseq.notation import decode_bytes, parse_tunebook
-    from musicseq.train import load_model_dir
 
     model, model_config, vocab = load_model_dir(model_dir)
     path = Path(tune_file)

@@ -22,7 +22,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from musicseq.config import ModelConfig, TrainConfig  # noqa: E402
 from musicseq.corpus import load_split  # noqa: E402
 from musicseq.evaluate import held_out_loss  # noqa: E402
-from musicseq.train import load_model_dir, train  # noqa: E402
+from musicseq.modeldir import load_model_dir  # noqa: E402
+from musicseq.train import train  # noqa: E402
 
 # ~350k parameters each (vocabulary ~98).
 SIZES = {

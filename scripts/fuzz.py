@@ -125,7 +125,7 @@ def main() -> int:
 
         def files_case():
             found = corpus.find_abc_files(root)
-            corpus.load_tunes(found)
+            corpus.parse_files(found)
             for bad in (root / "noabc", root / "loop", root / "missing"):
                 try:
                     corpus.find_abc_files(bad)

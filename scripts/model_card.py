@@ -23,7 +23,7 @@ from musicseq.corpus import load_split  # noqa: E402
 from musicseq.evaluate import evaluate_model  # noqa: E402
 from musicseq.export import export_savedmodel  # noqa: E402
 from musicseq.ngram import KneserNey  # noqa: E402
-from musicseq.train import load_model_dir, save_model_file, weights_digest  # noqa: E402
+from musicseq.modeldir import load_model_dir, save_model_file, weights_digest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--data", default="data/abc")
     parser.add_argument("--baseline", type=Path, default=ROOT / "docs" / "baseline_lstm.json")
-    parser.add_argument("--command", help="training command, when config.json does not record it")
+    parser.add_argument("--command", help="training command, when musicseq.json does not record it")
     parser.add_argument("--card-only", action="store_true",
                         help="rewrite MODEL_CARD.md from the existing metrics.json (no evaluation)")  # fmt: skip
     args = parser.parse_args()
@@ -63,12 +63,12 @@ def main() -> None:
     )  # weights only (older files also held Adam's state)
     export_savedmodel(model, config, vocab, model_dir / "savedmodel")
     shutil.rmtree(model_dir / "logs", ignore_errors=True)  # TensorBoard logs are not shipped
-    saved = json.loads((model_dir / "config.json").read_text())
+    saved = json.loads((model_dir / "musicseq.json").read_text())
     train_config = saved["train"]
     ours = report["held_out"]["nats_per_char"]
     command = saved.get("command") or args.command
     if not command:
-        parser.error("config.json records no training command: pass --command")
+        parser.error("musicseq.json records no training command: pass --command")
     metrics = {
         "test_nats_per_char": ours,
         "test_bits_per_char": report["held_out"]["bits_per_char"],
@@ -124,7 +124,7 @@ def describe(config) -> str:
 # Why each shipped model is what it is: written by hand, next to the measured numbers.
 NOTES = {
     "folk-transformer": """
-`config.json` of this run records no command (the run started before `musicseq train` wrote it
+`musicseq.json` of this run records no command (the run started before `musicseq train` wrote it
 there); the command above is the one it ran, with `--out /tmp/runs/folk-transformer` (the
 directory was then copied here). The machine ran nothing else heavy during training.
 
@@ -157,7 +157,7 @@ it samples far more slowly (attention over a cache that grows with the tune, aga
 vector per stream). With `--constrain`, which `make demo` uses, every bar is exact.
 """,
     "folk-gru": """
-The run shared the machine with the reference LSTM's training and other work. `config.json` records
+The run shared the machine with the reference LSTM's training and other work. `musicseq.json` records
 `--steps-per-epoch 500` as it was given: a bug, fixed since, capped epochs at 200 steps when a
 `--minutes` budget is set, so 200-step epochs (validation, early stopping) are what ran, and what
 `make train-gru` now asks for.
@@ -321,7 +321,7 @@ def card(model_dir: Path, m: dict, config) -> str:
         "## Files",
         "",
         f"`model.keras` ({_mb(model_dir / 'model.keras')}; Keras model, weights only, loaded with `safe_mode=True`), "
-        "`config.json`, `vocab.json`, `history.json`, `loss.png`, `metrics.json`, `evaluation/` (the "
+        "`musicseq.json`, `vocab.json`, `history.json`, `loss.png`, `metrics.json`, `evaluation/` (the "
         f"`musicseq evaluate` report, samples and plots), `savedmodel/` ({_mb(model_dir / 'savedmodel')}; "
         "TensorFlow SavedModel with `generate` and `score` signatures).",
     ]

@@ -61,9 +61,9 @@ def main() -> None:
         (mismatch / "vocab.json").write_text(json.dumps(vocab))
         old = t / "old_version"
         shutil.copytree(model, old)
-        config = json.loads((old / "config.json").read_text())
+        config = json.loads((old / "musicseq.json").read_text())
         config["format"] = 0
-        (old / "config.json").write_text(json.dumps(config))
+        (old / "musicseq.json").write_text(json.dumps(config))
         lam = t / "lambda"
         shutil.copytree(model, lam)
         code = (

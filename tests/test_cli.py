@@ -34,7 +34,7 @@ def test_user_errors_exit_2_with_one_line(capsys, tmp_path, tiny_model_dir):
         capsys,
         2,
         ["generate", str(tmp_path), "--out", str(tmp_path / "g")],
-        "config.json is missing",
+        "musicseq.json is missing",
     )
     _one_line_error(
         capsys,
@@ -88,7 +88,7 @@ def test_end_to_end_in_a_subprocess(tmp_path, data_dir):
                    "--units", "32", "--seq-len", "32", "--batch-size", "8", "--quiet")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "nats/char" in done.stdout
-    recorded = json.loads((model / "config.json").read_text())["command"]
+    recorded = json.loads((model / "musicseq.json").read_text())["command"]
     assert recorded.startswith("musicseq train --data ") and recorded.endswith(
         "--batch-size 8 --quiet"
     )

@@ -45,7 +45,7 @@ def test_split_ignores_x_number():
 
 def test_duplicates_are_dropped(tmp_path):
     (tmp_path / "a.abc").write_text("X:1\nT:A\nK:G\nABcd|\n\nX:2\nT:A\nK:G\nABcd|\n")
-    assert len(corpus.load_tunes([tmp_path / "a.abc"]).tunes) == 1
+    assert len(corpus.parse_files([tmp_path / "a.abc"]).tunes) == 1
 
 
 def test_errors_do_not_abort_the_corpus(data_dir):

@@ -14,7 +14,7 @@ from musicseq.evaluate import (
 from musicseq.models import build_model
 from musicseq.notation.checker import check_text
 from musicseq.sampling import generate_constrained
-from musicseq.train import load_model_dir
+from musicseq.modeldir import load_model_dir
 from musicseq.vocab import Vocab
 
 FULL_VOCAB = Vocab([chr(c) for c in range(32, 127)] + ["\n"])

@@ -58,7 +58,7 @@ def test_good_tunes_survive_bad_neighbours(tmp_path, data_dir):
 def test_files_and_directories(tmp_path):
     (tmp_path / "empty.abc").write_bytes(b"")
     (tmp_path / "utf16.abc").write_bytes("X:1\nT:\u00c9ire\nM:2/4\nK:D\nAB|\n".encode("utf-16"))
-    result = corpus.load_tunes([tmp_path / "empty.abc", tmp_path / "utf16.abc"])
+    result = corpus.parse_files([tmp_path / "empty.abc", tmp_path / "utf16.abc"])
     assert [t.title for t in result.tunes] == ["Eire"]
     (tmp_path / "loop").mkdir()
     os.symlink(tmp_path / "loop", tmp_path / "loop" / "again")  # a symlink loop
@@ -100,17 +100,17 @@ def test_crafted_model_with_a_lambda_layer_is_refused(tmp_path, tiny_model_dir, 
 def test_model_dir_validation(tmp_path, tiny_model_dir, capsys):
     bad = tmp_path / "bad"
     shutil.copytree(tiny_model_dir, bad)
-    config = json.loads((bad / "config.json").read_text())
+    config = json.loads((bad / "musicseq.json").read_text())
     config["model"]["units"] = "many"
-    (bad / "config.json").write_text(json.dumps(config))
+    (bad / "musicseq.json").write_text(json.dumps(config))
     _one_line(capsys, ["generate", str(bad), "--out", str(tmp_path / "g")], "units must be int")
     config["model"]["units"] = 32
     config["model"]["evil"] = 1
-    (bad / "config.json").write_text(json.dumps(config))
+    (bad / "musicseq.json").write_text(json.dumps(config))
     _one_line(
         capsys, ["generate", str(bad), "--out", str(tmp_path / "g")], "unknown ModelConfig fields"
     )
-    (bad / "config.json").write_text("{" * 2_000_000)
+    (bad / "musicseq.json").write_text("{" * 2_000_000)
     _one_line(capsys, ["generate", str(bad), "--out", str(tmp_path / "g")], "larger than")
 
 

@@ -4,7 +4,7 @@ import pytest
 from musicseq.config import SampleConfig
 from musicseq.notation import make_header, parse_tune
 from musicseq.sampling import generate, mask_reserved, top_k_filter, top_p_filter
-from musicseq.train import load_model_dir
+from musicseq.modeldir import load_model_dir
 
 
 @pytest.fixture(scope="module")

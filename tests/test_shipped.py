@@ -17,7 +17,7 @@ MODELS = ["folk-transformer", "folk-gru"]
 
 @pytest.fixture(scope="module", params=MODELS)
 def shipped(request):
-    from musicseq.train import load_model_dir
+    from musicseq.modeldir import load_model_dir
 
     return ROOT / "saved_models" / request.param, load_model_dir(
         ROOT / "saved_models" / request.param
@@ -28,13 +28,13 @@ def shipped(request):
 def test_shipped_files_are_all_there_and_small(name):
     model_dir = ROOT / "saved_models" / name
     names = {p.name for p in model_dir.iterdir()}
-    assert {"model.keras", "config.json", "vocab.json", "history.json", "loss.png", "metrics.json",
+    assert {"model.keras", "musicseq.json", "vocab.json", "history.json", "loss.png", "metrics.json",
             "savedmodel", "MODEL_CARD.md"} <= names  # fmt: skip
     for path in model_dir.rglob("*"):
         if path.is_file():
             assert path.stat().st_size < 25 * 2**20, path
     assert not (model_dir / "checkpoint").exists() and not (model_dir / "logs").exists()
-    config = json.loads((model_dir / "config.json").read_text())
+    config = json.loads((model_dir / "musicseq.json").read_text())
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert (
         metrics["command"].startswith("musicseq train ")

@@ -5,7 +5,8 @@ import pytest
 
 from musicseq.config import ModelConfig, TrainConfig
 from musicseq.errors import UserError
-from musicseq.train import load_model_dir, train
+from musicseq.modeldir import load_model_dir
+from musicseq.train import train
 
 
 def test_tiny_training_lowers_the_loss(tmp_path, data_dir):
@@ -25,8 +26,8 @@ def test_tiny_training_lowers_the_loss(tmp_path, data_dir):
 
 def test_model_directory_contents(tiny_model_dir):
     names = {p.name for p in tiny_model_dir.iterdir()}
-    assert {"model.keras", "config.json", "vocab.json", "history.json", "loss.png"} <= names
-    config = json.loads((tiny_model_dir / "config.json").read_text())
+    assert {"model.keras", "musicseq.json", "vocab.json", "history.json", "loss.png"} <= names
+    config = json.loads((tiny_model_dir / "musicseq.json").read_text())
     assert config["model"]["kind"] == "lstm" and config["train"]["clipnorm"] == 1.0
     assert not [n for n in names if ".tmp" in n]
 
@@ -36,7 +37,7 @@ def test_model_file_keeps_the_trained_weights_but_no_optimizer_state(tiny_model_
 
     import h5py
 
-    from musicseq.train import weights_digest
+    from musicseq.modeldir import weights_digest
 
     with zipfile.ZipFile(tiny_model_dir / "model.keras") as archive:
         archive.extract("model.weights.h5", tmp_path)
@@ -68,13 +69,13 @@ def test_load_rejects_incomplete_or_mismatched_dirs(tiny_model_dir, tmp_path):
     with pytest.raises(UserError, match="vocab.json is missing"):
         load_model_dir(broken)
     shutil.copy(tiny_model_dir / "vocab.json", broken / "vocab.json")
-    config = json.loads((broken / "config.json").read_text())
+    config = json.loads((broken / "musicseq.json").read_text())
     config["model"]["vocab_size"] += 1
-    (broken / "config.json").write_text(json.dumps(config))
+    (broken / "musicseq.json").write_text(json.dumps(config))
     with pytest.raises(UserError, match="tokens but the model expects"):
         load_model_dir(broken)
     config["format"] = 99
-    (broken / "config.json").write_text(json.dumps(config))
+    (broken / "musicseq.json").write_text(json.dumps(config))
     with pytest.raises(UserError, match="incompatible"):
         load_model_dir(broken)
 

@@ -33,6 +33,24 @@ def step_function(model, config: ModelConfig):
     return recurrent_step(model, config)
 
 
+def attention_maps(model, config: ModelConfig, ids) -> list:
+    """Transformer: each block's attention weights on ``ids`` (1, T), as (heads, T, T) arrays."""
+    if config.kind != "transformer":
+        raise ValueError("attention maps exist for the Transformer only")
+    from musicseq.models.transformer import attention_maps as maps
+
+    return maps(model, config, ids)
+
+
+def top_hidden(config: ModelConfig, state):
+    """Recurrent kinds: the top layer's hidden state (batch, units) in a step state."""
+    if config.kind not in RECURRENT_KINDS:
+        raise ValueError("hidden units are inspected for recurrent kinds")
+    from musicseq.models.recurrent import top_hidden as hidden
+
+    return hidden(state)
+
+
 def register_custom_objects() -> None:
     """Import the modules whose layers are registered for ``.keras`` loading."""
     from musicseq.models import fused, rnn_cell, transformer  # noqa: F401

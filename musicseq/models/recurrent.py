@@ -69,3 +69,8 @@ def recurrent_step(model: keras.Model, config: ModelConfig):
         return dense(x), new_states  # (batch, vocab)
 
     return initial_state, step
+
+
+def top_hidden(states) -> object:
+    """The top layer's hidden state ``h`` (batch, units) in a :func:`recurrent_step` state."""
+    return states[-1][0]

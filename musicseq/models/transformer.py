@@ -46,8 +46,6 @@ class TokenAndPosition(keras.layers.Layer):
         self.dim = dim
         self.context = context
         self.positional = positional
-        # Keras' embedding is the token table; it is this layer's input_dim for validation.
-        self.input_dim = vocab_size
 
     def build(self, input_shape):
         # Unit-variance token vectors: the sinusoidal table has entries of size ~0.7, and token
@@ -196,6 +194,11 @@ class TransformerBlock(keras.layers.Layer):
         x = x + self._mlp(x, training)
         return (x, k, v) if return_kv else x
 
+    def attention_map(self, x):
+        """This block's causal attention weights ``(batch, heads, time, time)`` on input ``x``."""
+        weights, _, _ = self.attention.attention_weights(self.ln_attn(x))
+        return weights
+
     def step(self, x, cache_k, cache_v, position):
         attended, cache_k, cache_v = self.attention.step(
             self.ln_attn(x), cache_k, cache_v, position
@@ -285,3 +288,14 @@ def transformer_step(model: keras.Model, config: ModelConfig):
         return logits, [new_caches, buffer, position + 1]
 
     return initial_state, step
+
+
+def attention_maps(model: keras.Model, config: ModelConfig, ids) -> list:
+    """Every block's attention weights on ``ids`` (1, T): a list of (heads, T, T) arrays."""
+    x = model.get_layer("embedding")(ids)
+    maps = []
+    for i in range(config.num_layers):
+        block = model.get_layer(f"block_{i}")
+        maps.append(ops.convert_to_numpy(block.attention_map(x))[0])
+        x = block(x)
+    return maps
