@@ -137,3 +137,41 @@ def test_checking_time_grows_linearly_with_line_length(unit, count):
 
     small, large = cost(count), cost(4 * count)
     assert large < 9 * max(small, 1e-3)
+
+
+def test_methods_are_verbs():
+    from musicseq.notation.checker import _BodyChecker
+
+    for name in ("read_field", "walk_line", "read_number", "read_note", "read_length"):
+        assert callable(getattr(_BodyChecker, name))
+    for noun in ("field", "line", "number", "note", "length", "bracket", "tuplet", "bar_token"):
+        assert not hasattr(_BodyChecker, noun)
+
+
+def test_events_follow_the_walk():
+    from musicseq.notation import parse_tune
+    from musicseq.notation.checker import BAR, CHORD, FIELD, NOTE, REST, TIE, tune_events
+    from musicseq.notation.durations import TICKS
+
+    tune = parse_tune("X:1\nM:2/4\nL:1/8\nK:G\n|:A>B [ce]-c|1 z2 Z:|2 [K:D] {g}d4|]\n")
+    events = [(kind, value, extra) for kind, _, _, value, extra in tune_events(tune)]
+    eighth = TICKS // 8
+    assert events == [
+        (BAR, "|:", ""),
+        (NOTE, "A", eighth * 3 // 2),  # broken rhythm: the first note dotted ...
+        (NOTE, "B", eighth // 2),  # ... the second halved
+        (CHORD, ("c", "e"), eighth),
+        (TIE, "-", 0),
+        (NOTE, "c", eighth),
+        (BAR, "|", "1"),
+        (REST, "z", 2 * eighth),
+        (REST, "Z", 4 * eighth),
+        (BAR, "|", ""),  # Z closes its bar
+        (BAR, ":|", "2"),
+        (FIELD, "K", "D"),
+        (NOTE, "d", 4 * eighth),  # grace notes take no time and give no event
+        (BAR, "|]", ""),
+        (BAR, "", ""),  # the end of the body
+    ]
+    report = check_text(tune.text())
+    assert [b.duration for b in report.bars] == [F(1, 2), F(3, 4), F(1, 2)]
