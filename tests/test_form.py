@@ -332,3 +332,21 @@ def test_corpus_test_split_figures_are_plausible(tmp_path):
     assert 0.01 <= summary["leaps_over_fifth"] <= 0.1
     assert 12 <= summary["median_range"] <= 24
     assert max(summary["forms"], key=summary["forms"].get) == "AABB"
+
+
+def test_analysis_time_grows_linearly():
+    """Four times the sections cost about four times as much (a ratio, not a deadline)."""
+    import random
+    import time
+
+    rng = random.Random(0)
+
+    def cost(n):
+        bars = ("".join(rng.choice("ABCDEFG") for _ in range(8)) for _ in range(n))
+        text = "X:1\nM:4/4\nL:1/8\nK:G\n" + "".join(f"|:{b}:|" for b in bars) + "\n"
+        start = time.process_time()
+        analyze(text)
+        return time.process_time() - start
+
+    small, large = cost(1000), cost(4000)
+    assert large < 9 * max(small, 1e-3)

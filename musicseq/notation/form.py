@@ -38,8 +38,9 @@ Definitions used throughout:
   Two bars are equal when they hold the same notes and rests with the same durations
   (chords by their top note, ties ignored).
 - **Notes** are the sounding notes of the melody (the first voice of a multi-voice tune),
-  a chord by its highest note, grace notes ignored. ``notes`` and the interval figures
-  count a tied note once; intervals join consecutive notes across rests and bar lines.
+  a chord by its highest note, grace notes ignored. ``notes``, ``out_of_key`` and the
+  interval figures count a tied note once (the pitch-class profile weighs notes by their
+  durations); intervals join consecutive notes across rests and bar lines.
 - The **tonic** comes from the key in force (``K:Ador`` → A, ``K:Gmix`` → G, ``K:HP`` and
   ``K:Hp`` → A mixolydian); ``K:none`` has none and its tonal figures are ``None``.
 """
@@ -453,7 +454,11 @@ def _letter(index: int) -> str:
 
 
 def _letters(contents: list[list[tuple]]) -> list[int]:
-    """Each content's letter index: an earlier nearly equal content's, else a new one."""
+    """Each content's letter index: an earlier nearly equal content's, else a new one.
+
+    After 26 letters a new content gets 26 ("?") and is not compared with later ones,
+    which keeps the work linear on garbage with thousands of sections.
+    """
     firsts: list[list[tuple]] = []
     out = []
     for content in contents:
@@ -462,8 +467,11 @@ def _letters(contents: list[list[tuple]]) -> list[int]:
                 out.append(index)
                 break
         else:
-            firsts.append(content)
-            out.append(len(firsts) - 1)
+            if len(firsts) < 26:
+                firsts.append(content)
+                out.append(len(firsts) - 1)
+            else:
+                out.append(26)
     return out
 
 
@@ -601,11 +609,12 @@ def _analyze(text: str | Tune) -> TuneForm:
         last_tonic = tonic
         if tonic is not None:
             profile[(pitch - tonic) % 12] += float(event.duration)
-            keyed += 1
-            outside += pitch % 12 not in key.scale
         if event.tied and pitch == previous:
             continue  # the same note held on
         notes += 1
+        if tonic is not None:
+            keyed += 1
+            outside += pitch % 12 not in key.scale
         if previous is not None:
             step = abs(pitch - previous)
             intervals += 1
@@ -796,24 +805,26 @@ def compare(generated: dict, reference: dict) -> list[tuple[str, object, object,
     return rows
 
 
-def _show(value: object) -> str:
+def _show(name: str, value: object) -> str:
+    """A figure for the table: shares in %, a profile by its three largest degrees."""
     if value is None:
         return "-"
-    if isinstance(value, dict):
+    if isinstance(value, dict):  # form labels, largest first
         return " ".join(f"{k} {v:.0%}" for k, v in list(value.items())[:3])
-    if isinstance(value, list):
-        return " ".join(f"{v:.2f}" for v in value)
-    if isinstance(value, float) and value <= 1:
-        return f"{value:.1%}"
-    return f"{value:.1f}" if isinstance(value, float) else str(value)
+    if isinstance(value, (list, tuple)):  # pitch-class profile: semitones above the tonic
+        top = sorted(range(len(value)), key=lambda i: -value[i])[:3]
+        return " ".join(f"+{i}:{value[i]:.0%}" for i in top)
+    if name in ("median_range", "mean_notes"):
+        return f"{value:.1f}"
+    return f"{value:.1%}"
 
 
 def format_comparison(rows: list[tuple[str, object, object, float | None]]) -> str:
     """The rows of :func:`compare` as a text table: each figure beside the reference's."""
-    lines = [f"{'figure':<22} {'generated':>28} {'reference':>28} {'distance':>9}"]
+    lines = [f"{'figure':<22} {'generated':>26} {'reference':>26} {'distance':>9}"]
     for name, g, r, distance in rows:
         d = "-" if distance is None else f"{distance:.3f}"
-        lines.append(f"{name:<22} {_show(g):>28} {_show(r):>28} {d:>9}")
+        lines.append(f"{name:<22} {_show(name, g):>26} {_show(name, r):>26} {d:>9}")
     return "\n".join(lines)
 
 
