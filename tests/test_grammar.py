@@ -1,0 +1,416 @@
+"""The decoding grammar: the corpus's ABC, form control, and the checker invariant."""
+
+import random
+import re
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from musicseq.notation.checker import check_text
+from musicseq.notation.grammar import (
+    END,
+    KEYS,
+    LENGTHS,
+    METERS,
+    SUFFIXES,
+    GrammarError,
+    TuneGrammar,
+)
+from musicseq.notation.tunebook import parse_key, parse_length, parse_meter, parse_tunebook
+
+ROOT = Path(__file__).resolve().parent.parent
+FORMS = ("AABB", "AB", "AABBCC", "AAB")
+
+# Random walks: notes and bar lines often, everything else now and then, END when offered.
+WEIGHTS = {c: 3.0 for c in "ABCDEFGabcdefg"}
+WEIGHTS.update({"|": 4.0, ":": 2.0, "]": 2.0, "z": 1.0, "\n": 1.5})
+WEIGHTS.update({c: 1.0 for c in "23468/"})
+
+
+def walk(text: str, **kwargs) -> TuneGrammar:
+    """Feed ``text`` and END to a new grammar (raises GrammarError where it is rejected)."""
+    grammar = TuneGrammar(**kwargs)
+    for ch in text:
+        grammar.advance(ch)
+    grammar.advance(END)
+    return grammar
+
+
+def first_rejection(text: str, **kwargs) -> int | None:
+    """Index of the first character the grammar rejects (len(text) for END), or None."""
+    grammar = TuneGrammar(**kwargs)
+    try:
+        for ch in text:
+            grammar.advance(ch)
+        grammar.advance(END)
+    except GrammarError:
+        return len(grammar.text)
+    return None
+
+
+def random_tune(grammar: TuneGrammar, rng: random.Random, close_after=None, avoid=""):
+    """A seeded random walk; never lets allowed() be empty. ``avoid``: body chars to skip."""
+    for step in range(8000):
+        if step == close_after:
+            grammar.close()
+        options = grammar.allowed()
+        assert options, f"dead end after {grammar.text!r}"
+        if END in options:
+            grammar.advance(END)
+            return grammar.text
+        choices = sorted(options)
+        if avoid and re.search(r"\nK:[^\n]*\n", grammar.text):
+            choices = [c for c in choices if c not in avoid] or choices
+        grammar.advance(rng.choices(choices, [WEIGHTS.get(c, 0.3) for c in choices])[0])
+    return grammar.completion()
+
+
+def header_value(text: str, name: str) -> str:
+    return re.search(rf"^{name}:(.*)$", text, re.M).group(1)
+
+
+def total_duration(text: str) -> Fraction:
+    return sum((bar.duration for bar in check_text(text).bars), Fraction(0))
+
+
+def last_note(text: str) -> tuple[str, str]:
+    """(accidental, letter) of the tune's last note: chords, grace notes, text left out."""
+    body = text.split("\nK:", 1)[1].split("\n", 1)[1]
+    body = "\n".join(line for line in body.split("\n") if not re.match(r"[A-Za-z]:", line))
+    body = re.sub(r'"[^"]*"|![^!]*!|\{[^}]*\}|\[[^\]]*\]', "", body)
+    return re.findall(r"([\^_=]*)([A-Ga-g])", body)[-1]
+
+
+def assert_valid(text: str) -> None:
+    report = check_text(text)
+    assert report.ok and report.bars_checked > 0, (text, report.to_dict())
+    assert all(bar.exact for bar in report.mid_section_bars)
+
+
+# --- module constants -------------------------------------------------------------------
+
+
+def test_every_header_choice_is_one_the_checker_accepts():
+    for key in KEYS:
+        parse_key(key)
+    for meter in METERS:
+        assert parse_meter(meter).bar is not None
+    for length in LENGTHS:
+        parse_length(length)
+    assert "" in SUFFIXES and "/" in SUFFIXES and "2" in SUFFIXES
+
+
+# --- the corpus -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory) -> Path:
+    built = ROOT / "data" / "abc"
+    if (built / "test.abc").is_file() and (built / "train.abc").is_file():
+        return built
+    from musicseq.corpus import DEFAULT_COLLECTIONS, build_corpus, collection_files, write_corpus
+
+    out = tmp_path_factory.mktemp("corpus")
+    write_corpus(build_corpus(collection_files(DEFAULT_COLLECTIONS)), out)
+    return out
+
+
+def acceptance(corpus_dir: Path, split: str) -> tuple[float, list[str]]:
+    tunes = parse_tunebook((corpus_dir / f"{split}.abc").read_text()).tunes
+    texts = [t.text() for t in tunes if check_text(t.text()).ok]
+    rejected = []
+    for text in texts:
+        at = first_rejection(text)
+        if at is not None:
+            context = f"{text[max(0, at - 40) : at]}⟦{text[at : at + 1]}⟧{text[at + 1 : at + 12]}"
+            rejected.append(f"X:{header_value(text, 'X')} at {at}: {context!r}")
+    return 1 - len(rejected) / len(texts), rejected
+
+
+def test_the_grammar_accepts_the_corpus_test_split(corpus_dir):
+    rate, rejected = acceptance(corpus_dir, "test")
+    report = f"{rate:.2%} of the checker-valid test tunes accepted; rejected:\n" + "\n".join(
+        rejected
+    )
+    print(report)
+    assert rate >= 0.98, report
+
+
+def test_the_grammar_accepts_most_of_the_train_split(corpus_dir):
+    rate, rejected = acceptance(corpus_dir, "train")
+    print(f"train: {rate:.2%} accepted, {len(rejected)} rejected")
+    assert rate >= 0.96, "\n".join(rejected[:40])
+
+
+# --- the invariant: whatever it lets through passes the checker ---------------------------
+
+
+@pytest.mark.parametrize("form", [None, *FORMS])
+def test_random_walks_pass_the_checker_for_every_meter(form):
+    rng = random.Random(f"walk-{form}")
+    for meter in METERS:
+        for cadence in (None, "tonic"):
+            key = rng.choice(("G", "Ador", "Em", "Dmix", "Bb", "F#m"))
+            grammar = TuneGrammar(fixed={"M": meter, "K": key}, form=form, cadence=cadence)
+            close_after = rng.choice((None, None, rng.randrange(60, 500)))
+            text = random_tune(grammar, rng, close_after=close_after)
+            assert_valid(text)
+            assert header_value(text, "M") == meter
+            if cadence and (grammar.finished or close_after is not None):
+                accidental, letter = last_note(text)
+                assert letter.upper() == parse_key(key)[0][0], text
+
+
+def test_random_walks_with_the_corpus_headers_pass_the_checker():
+    rng = random.Random(7)
+    for index in range(40):
+        grammar = TuneGrammar(min_bars=rng.choice((1, 4, 8)))
+        text = random_tune(grammar, rng, close_after=rng.choice((None, rng.randrange(80, 900))))
+        assert_valid(text)
+        assert text.startswith("X:") and header_value(text, "T")
+        assert header_value(text, "M") in METERS, index
+
+
+def test_completion_is_valid_from_anywhere():
+    rng = random.Random(3)
+    configs = [{}, {"form": "AABB"}, {"form": "AB", "cadence": "tonic"}, {"cadence": "tonic"}]
+    configs.append({"fixed": {"M": "9/8", "K": "Gmix"}, "form": "AABBCC", "cadence": "tonic"})
+    for config in configs:
+        for _ in range(12):
+            grammar = TuneGrammar(**config)
+            for _ in range(rng.randrange(1, 700)):  # stop anywhere: header, mid-note, ...
+                options = grammar.allowed()
+                if END in options:
+                    break
+                choices = sorted(options)
+                grammar.advance(rng.choices(choices, [WEIGHTS.get(c, 0.3) for c in choices])[0])
+            text = grammar.completion()
+            assert text.startswith(grammar.text)
+            assert_valid(text)
+            grammar.close()
+            assert_valid(grammar.completion())
+
+
+def test_close_ends_the_tune_soon():
+    rng = random.Random(11)
+    for form in (None, "AABB"):
+        grammar = TuneGrammar(fixed={"M": "4/4", "K": "D"}, form=form)
+        random_tune(grammar, rng, close_after=150)
+        assert grammar.finished
+        assert len(grammar.text) < 150 + 120, grammar.text
+
+
+# --- form control -----------------------------------------------------------------------
+
+
+def form_tune(form, meter="6/8", key="Ador", seed=0, **kwargs):
+    grammar = TuneGrammar(fixed={"M": meter, "K": key}, form=form, **kwargs)
+    text = random_tune(grammar, random.Random(seed), avoid="1")  # no endings: simpler sums
+    assert grammar.finished
+    assert_valid(text)
+    return text, parse_meter(meter).bar
+
+
+def repeat_ends(text: str) -> int:
+    return text.count(":|") + text.count("::")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_aabb_is_two_repeated_parts_of_eight_bars(seed):
+    text, bar = form_tune("AABB", seed=seed)
+    assert repeat_ends(text) == 2 and text.count("|:") + text.count("::") == 2
+    assert total_duration(text) == 2 * 8 * bar
+    # the total proves pickup + final bar = one bar in each part; B may drop A's pickup
+    bars = check_text(text).bars
+    assert bars[-1].duration in (bar, bar - bars[0].duration)
+    assert text.rstrip("\n").endswith(":|")
+
+
+def test_ab_parts_end_with_double_bars():
+    text, bar = form_tune("AB", meter="4/4", key="G")
+    assert repeat_ends(text) == 0 and "|:" not in text
+    assert "||" in text and text.rstrip("\n").endswith(("||", "|]"))
+    assert total_duration(text) == 2 * 8 * bar
+
+
+def test_aabbcc_and_aab():
+    text, bar = form_tune("AABBCC", meter="2/4", key="D", seed=4)
+    assert repeat_ends(text) == 3 and total_duration(text) == 3 * 8 * bar
+    text, bar = form_tune("AAB", meter="3/4", key="Em", seed=5)
+    assert repeat_ends(text) == 1 and total_duration(text) == 2 * 8 * bar
+    assert text.rstrip("\n").endswith(("||", "|]"))
+
+
+def test_sixteen_bars_per_part():
+    text, bar = form_tune("AABB", meter="C|", key="D", seed=2, bars_per_part=16)
+    assert repeat_ends(text) == 2 and total_duration(text) == 2 * 16 * bar
+
+
+@pytest.mark.parametrize("key", ["Ador", "Gmix", "Em", "Bb", "Dm"])
+def test_the_cadence_ends_on_the_tonic(key):
+    for seed in range(3):
+        text, _ = form_tune("AABB", meter="6/8", key=key, seed=seed, cadence="tonic")
+        accidental, letter = last_note(text)
+        tonic = parse_key(key)[0]
+        assert letter.upper() == tonic[0], text
+        assert accidental in ("", {"b": "_", "#": "^"}.get(tonic[1:], "="))
+
+
+def test_after_the_last_part_only_a_line_break_and_the_end():
+    grammar = TuneGrammar(fixed={"M": "2/4", "K": "G"}, form="AB")
+    rng = random.Random(1)
+    while END not in grammar.allowed():
+        options = sorted(grammar.allowed())
+        grammar.advance(rng.choices(options, [WEIGHTS.get(c, 0.3) for c in options])[0])
+    assert grammar.text.endswith(("||", "|]")) and grammar.allowed() == {"\n", END}
+    grammar.advance("\n")
+    assert grammar.allowed() == {END}
+
+
+HEAD = "X:1\nT:E\nM:4/4\nL:1/8\nK:G\n"
+BAR = "GABc dedB|"
+PART_B = "|:" + BAR * 7 + "c2A2 G4:|\n"
+
+
+def test_form_endings_belong_to_the_part():
+    walk(HEAD + "|:" + BAR * 7 + "c2A2 A4:|\n" + PART_B, form="AABB")
+    endings = "|:" + BAR * 6 + "GABc dedB|1 c2A2 A4:|2 c2A2 G4||\n"
+    walk(HEAD + endings + PART_B, form="AABB")
+    bracket_endings = "|:" + BAR * 7 + "[1 c2A2 A4:|[2 c2A2 G4||\n"
+    walk(HEAD + bracket_endings + PART_B, form="AABB")
+    two_bar_endings = "|:" + BAR * 5 + "GABc dedB|1 " + BAR + "c2A2 A4:|2 " + BAR + "c2A2 G4||\n"
+    walk(HEAD + two_bar_endings + PART_B, form="AABB")
+    with pytest.raises(GrammarError):  # a second ending longer than the first
+        walk(HEAD + "|:" + BAR * 6 + "GABc dedB|1 c2A2 A4:|2 " + BAR + "c2A2 G4||\n", form="AABB")
+
+
+def test_form_parts_have_exactly_their_bars():
+    with pytest.raises(GrammarError):  # seven bars
+        walk(HEAD + "|:" + BAR * 6 + "c2A2 A4:|\n" + PART_B, form="AABB")
+    with pytest.raises(GrammarError):  # nine bars
+        walk(HEAD + "|:" + BAR * 8 + "c2A2 A4:|\n" + PART_B, form="AABB")
+    with pytest.raises(GrammarError):  # a repeated part needs its repeat
+        walk(HEAD + BAR * 7 + "c2A2 A4||\n" + PART_B, form="AABB")
+
+
+def test_form_pickup_and_final_bar_make_one_bar():
+    head = "X:1\nT:P\nM:6/8\nL:1/8\nK:D\n"
+    part = "|:A|" + "d2d dcd|" * 7 + "f3 d2:|\n"
+    walk(head + part + part, form="AABB")
+    walk(head + part + "|:" + "d2d dcd|" * 7 + "f3 d3:|\n", form="AABB")  # B without pickup
+    with pytest.raises(GrammarError):  # the final bar must be 5/8 after a 1/8 pickup
+        walk(head + "|:A|" + "d2d dcd|" * 7 + "f3 d3:|\n" + part, form="AABB")
+    with pytest.raises(GrammarError):  # B's pickup must match A's shortened final bar
+        walk(head + part + "|:AB|" + "d2d dcd|" * 7 + "f3 d:|\n", form="AABB")
+
+
+# --- the corpus's idioms, by hand ----------------------------------------------------------
+
+FREE = "X:1\nT:Idioms\nM:4/4\nL:1/8\nK:D\n"
+
+
+@pytest.mark.parametrize(
+    "music",
+    [
+        "A|d2d2 dcde|fed2 d4|fed2 d4|fedc d3:|\n",  # pickup, repeat closed without |:
+        "(3ABc d2 e2 f2|(3def g2 a4|(3ABc (3ABc d4|d8|]\n",  # triplets
+        "(2AB c2 d2 e|(3A2B2c2 d4|A8|A8||\n",  # duplet, a triplet of quarters
+        "A>B c<d e>f g>a|d>>c d2 d4|A>-B c2 d4|A8|]\n",  # broken rhythm, >>, >-
+        "[ceg]2 [df]2 e4|[A,DF]4 d4|[ce]2 [df]3 [e/g/]6|d8|]\n",  # chords, chord lengths
+        "(AB) c-c d2 (3(def)|{g}A2 {ag}B2 c4|~A2 .B2 !trill!c4|d8|]\n",  # slur, tie, grace
+        '"4"A2 "^Segno"B2 uc2 vd2|TA2 HB2 c4|d8|d8||\n',  # annotations, bowings
+        "|:A2B2 c2d2|e8|f8|1 f8:|2 g8||\n|:a8|b8|a8:|\n",  # endings, |:
+        "A8|B8|c8|[1 c8:|[2 d8||\nA8|B8|A8::c8|d8:|:e8|f8:|\n",  # [1 [2, ::, :|:
+        "A8|B8|\\\nc8|d8|\nK:G\nA8|[K:Em] B8|\nP:B\nc8|d8|]\n",  # \\, field lines, inline
+        "A8|B8||\nM:6/8\nA6|B6|c6|d6|]\n",  # a meter change
+        "^A2 _B2 =c2 ^^d2|__e2 f'2 G,,2 z2|x8|d8|]\n",  # accidentals, octaves, rests
+        "A/B/c/d/ e3/2f/ g2|A//B//c/ d3 e3/ f/4g/4a/ b3/2|d6 A2|d8|]\n",  # lengths
+        "A8|B8|c8|d6 |\n|: e8|f8:|\n",  # a short bar ended by the next section's |:
+    ],
+)
+def test_the_corpus_idioms_are_accepted(music):
+    grammar = walk(FREE + music, min_bars=3)
+    assert_valid(grammar.text)
+
+
+def test_a_header_like_the_corpus_s():
+    text = 'X:204\nT:The Maid\nT:Second title\nR:reel\nM:C|\nL:1/8\nQ:1/2=100 "Fast"\nK:Ador\n'
+    walk(text + "A8|B8|c8|d8|]\n", min_bars=2)
+    walk("X:1\nT:x\nM:6/8\nR:jig\nK:EM\nA6|B6|c6|d6|]\n", min_bars=2)  # L: optional
+    with pytest.raises(GrammarError):
+        walk("X:1\nM:6/8\nT:t\nK:D\nA6|B6|c6|d6|]\n")  # T: comes first
+    with pytest.raises(GrammarError):
+        walk("X:1\nT:t\nK:D\nA6|B6|c6|d6|]\n")  # no M:
+
+
+def test_bars_must_add_up():
+    short = FREE + "A8|B8|ABcd efg|ABcd efga|c8|]\n"
+    at = first_rejection(short, min_bars=2)
+    assert short[at - 1 : at + 1] == "|A"  # a short bar closed by '|' must be a section's last
+    long = FREE + "A8|B8|ABcd efgab|c8|]\n"
+    assert long[first_rejection(long, min_bars=2)] == "b"
+    assert first_rejection(FREE + "A8|B8|(3ABc d2 e2 f|c8|]\n") is not None  # 7 1/3 eighths
+    with pytest.raises(GrammarError):
+        walk(FREE + "A8|B8|A8|B8|A8|B8|A8|\n|: c8|c8|c8|]\n")  # an open repeat at the end
+
+
+def test_a_tuplet_cannot_straddle_a_bar_line():
+    grammar = TuneGrammar(min_bars=1)
+    for ch in FREE + "A8|ABcd ef(3g":
+        grammar.advance(ch)
+    assert "|" not in grammar.allowed()
+    with pytest.raises(GrammarError):
+        grammar.advance("|")
+
+
+# --- headers, alphabet, configuration ----------------------------------------------------
+
+
+def test_forced_header_values_use_the_template():
+    rng = random.Random(5)
+    grammar = TuneGrammar(fixed={"M": "6/8", "K": "Dmix"})
+    text = random_tune(grammar, rng)
+    assert re.match(r"X:1\nT:[^\n]+\nM:6/8\nL:1/8\nK:Dmix\n", text), text
+    assert_valid(text)
+    grammar = TuneGrammar(fixed={"T": "Test Reel", "M": "2/4", "K": "Ador"})
+    for ch in "X:1\nT:":
+        grammar.advance(ch)
+    assert grammar.allowed() == {"T"}
+    text = random_tune(grammar, rng)
+    assert text.startswith("X:1\nT:Test Reel\nM:2/4\nL:1/16\nK:Ador\n")
+
+
+def test_an_unspellable_forced_value_is_an_error():
+    alphabet = set("X:1\nTMLK /2345678ABCDEFGabcdefg|z")
+    with pytest.raises(GrammarError, match="cannot write K:Bbmix"):
+        TuneGrammar(fixed={"K": "Bbmix"}, alphabet=alphabet)
+    with pytest.raises(GrammarError, match="cannot write T:"):
+        TuneGrammar(fixed={"T": "Reel #1"}, alphabet=alphabet)
+    with pytest.raises(GrammarError):
+        TuneGrammar(fixed={"M": "7/x"})
+
+
+def test_the_alphabet_drops_choices_it_cannot_spell():
+    alphabet = {chr(c) for c in range(32, 127)} - {"/"} | {"\n"}
+    grammar = TuneGrammar(alphabet=alphabet)
+    for ch in "X:1\nT:No slash\nM:":
+        grammar.advance(ch)
+    assert grammar.allowed() == {"C"}
+    for ch in "C|\nK:G\nA2":
+        grammar.advance(ch)
+    assert "/" not in grammar.allowed()
+
+
+def test_the_api_sampling_relies_on():
+    assert issubclass(GrammarError, ValueError) and END == "<eot>"
+    for grammar in (TuneGrammar(), TuneGrammar(fixed={"M": "4/4"}), TuneGrammar(form="AABB")):
+        for ch in "X:1\n":  # the default prime
+            grammar.advance(ch)
+        assert isinstance(grammar.allowed(), set) and grammar.text == "X:1\n"
+        assert not grammar.finished
+        with pytest.raises(GrammarError):
+            grammar.advance("|")
+    for bad in ({"form": "AAAB"}, {"form": "A-B"}, {"bars_per_part": 2}, {"cadence": "V"}):
+        with pytest.raises(GrammarError):
+            TuneGrammar(**bad)
