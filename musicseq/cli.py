@@ -66,7 +66,9 @@ def add_config_options(parser, cls, only: tuple[str, ...] | None = None, default
             continue
         target = parser
         if meta.get("group"):
-            target = groups.setdefault(meta["group"], parser.add_mutually_exclusive_group())
+            if meta["group"] not in groups:
+                groups[meta["group"]] = parser.add_mutually_exclusive_group()
+            target = groups[meta["group"]]
         flag = meta.get("flag") or "--" + spec.name.replace("_", "-")
         default = defaults.get(spec.name, spec.default)
         kind = _base_type(hints[spec.name])
@@ -89,7 +91,12 @@ def add_config_options(parser, cls, only: tuple[str, ...] | None = None, default
             type=_number(kind) if kind in (int, float) else str,
             default=default,
             choices=meta.get("choices"),
-            metavar=meta.get("metavar"),
+            metavar=meta.get("metavar")
+            or (
+                flag[2:].upper().replace("-", "_")
+                if meta.get("flag") and not meta.get("choices")
+                else None
+            ),
             help=meta["help"] + shown,
         )
 

@@ -201,7 +201,10 @@ def generate_constrained(
     config.validate()
     check_prime(config.prime, vocab)
     alphabet = set(vocab.chars)
-    grammars = [TuneGrammar(fixed=fixed, alphabet=alphabet) for _ in range(config.num)]
+    try:
+        grammars = [TuneGrammar(fixed=fixed, alphabet=alphabet) for _ in range(config.num)]
+    except GrammarError as exc:  # e.g. a forced key the vocabulary cannot spell
+        raise UserError(str(exc)) from exc
     try:
         for ch in config.prime:
             for grammar in grammars:

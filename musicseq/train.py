@@ -120,6 +120,8 @@ class RunState:
     epochs_without_improvement: int = 0
     finished: bool = False
     stopped_early: bool = False
+    # Training loss of the current epoch before an interruption: (sum over steps, steps).
+    partial_loss: tuple = (0.0, 0)
 
     def record(self, epoch: int, logs: dict) -> None:
         for key, value in logs.items():
@@ -235,6 +237,7 @@ def _report_callback(train_config, tokens_per_step, log, checkpointer, state, cl
         def __init__(self):
             super().__init__()
             self.epoch_steps_planned = 0
+            self.total_steps = self.total_epochs = 1 << 62  # set by _run_budget
             self.pending = None
 
         def on_train_begin(self, logs=None):
@@ -243,7 +246,7 @@ def _report_callback(train_config, tokens_per_step, log, checkpointer, state, cl
 
         def on_epoch_begin(self, epoch, logs=None):
             self._flush()
-            self.epoch_start, self.epoch_steps = time.monotonic(), 0
+            self.epoch_start, self.epoch_steps, self.running_loss = time.monotonic(), 0, 0.0
 
         def on_train_end(self, logs=None):
             self._flush()
@@ -257,12 +260,16 @@ def _report_callback(train_config, tokens_per_step, log, checkpointer, state, cl
         def on_train_batch_end(self, batch, logs=None):
             self.epoch_steps += 1
             self.last_batch_end = time.monotonic()
+            self.running_loss = float((logs or {}).get("loss", 0.0))  # mean over this call
             state.step = int(self.model.optimizer.iterations.numpy())
             state.elapsed = clock()
             self._estimate_total()
             end_of_epoch = self.epoch_steps == self.epoch_steps_planned
             if state.step % train_config.save_every == 0 and not end_of_epoch:
+                before = state.partial_loss
+                state.partial_loss = self._epoch_loss()
                 checkpointer.save(self.model, state)  # the epoch end saves its own
+                state.partial_loss = before
             if train_config.minutes is not None and state.elapsed >= train_config.minutes * 60:
                 state.finished = True
                 self.model.stop_training = True
@@ -284,8 +291,18 @@ def _report_callback(train_config, tokens_per_step, log, checkpointer, state, cl
                 state.planned_steps = state.step + max(int(left / per_step), 1)
                 _set_total(self.model.optimizer, state.planned_steps)
 
+        def _epoch_loss(self) -> tuple:
+            """(sum, steps) of this epoch's training loss, steps before a resume included."""
+            total, steps = state.partial_loss
+            return (total + self.running_loss * self.epoch_steps, steps + self.epoch_steps)
+
         def on_epoch_end(self, epoch, logs=None):
             logs = logs if logs is not None else {}
+            if state.partial_loss[1] and "loss" in logs:  # an epoch finished after a resume
+                self.running_loss = float(logs["loss"])
+                total, steps = self._epoch_loss()
+                logs["loss"] = total / steps
+            state.partial_loss = (0.0, 0)
             seconds = max(self.last_batch_end - self.epoch_start, 1e-9)  # training time only
             logs["tokens_per_second"] = self.epoch_steps * tokens_per_step / seconds
             logs["learning_rate"] = float(
@@ -294,6 +311,10 @@ def _report_callback(train_config, tokens_per_step, log, checkpointer, state, cl
             state.record(epoch, logs)
             state.step = int(self.model.optimizer.iterations.numpy())
             self._early_stopping(logs.get("val_loss"))
+            if state.step >= self.total_steps or state.epochs_done >= self.total_epochs:
+                state.finished = True  # the budget is spent
+            if state.finished and train_config.early_stopping and not state.stopped_early:
+                _restore_best(self.model, checkpointer)  # the best weights are kept at the end
             state.elapsed = clock()
             checkpointer.save(self.model, state)
             self.pending = describe_epoch(epoch, logs)
@@ -640,6 +661,7 @@ def _run_budget(
     multi_worker = is_multi_worker(strategy)
     step_fns = _custom_step(strategy, model) if multi_worker else None
     total = epochs * per_epoch
+    report.total_steps, report.total_epochs = total, epochs
     while not state.finished and state.epochs_done < epochs and state.step < total:
         if train_config.minutes is not None and clock() >= train_config.minutes * 60:
             break
@@ -671,12 +693,12 @@ def _run_budget(
                 callbacks,
                 verbose,
             )
-    if not state.finished:
-        state.finished = train_config.minutes is not None or state.epochs_done >= epochs
-    if train_config.early_stopping and not state.stopped_early:
-        _restore_best(model, checkpointer)  # the best weights are kept at the end, too
-    state.elapsed = clock()
-    checkpointer.save(model, state)
+    if not state.finished:  # the time ran out between two epochs: mark the run complete
+        state.finished = True
+        if train_config.early_stopping:
+            _restore_best(model, checkpointer)
+        state.elapsed = clock()
+        checkpointer.save(model, state)
 
 
 def _shard_by_data(dataset):

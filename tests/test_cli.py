@@ -126,3 +126,45 @@ def test_generate_with_header_shortcuts_and_export(capsys, tmp_path, tiny_model_
     assert all(t.startswith("X:1\nT:The Kesh\nM:6/8\nL:1/8\nK:G\n") for t in texts)
     assert main(["export", str(tiny_model_dir), "--out", str(tmp_path / "sm")]) == 0
     assert (tmp_path / "sm" / "saved_model.pb").is_file()
+
+
+def test_an_internal_error_prints_its_traceback_and_exits_1(capsys, monkeypatch, tmp_path):
+    from musicseq import cli
+
+    def broken(args):
+        raise KeyError("a bug")  # not a user's mistake
+
+    monkeypatch.setitem(cli.COMMANDS, "data", broken)
+    assert main(["data", "--out", str(tmp_path / "c")]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "KeyError" in err and "internal error" in err
+    assert "please report it" in err
+
+
+def test_a_library_value_error_is_not_mistaken_for_a_user_error(capsys, monkeypatch, tmp_path):
+    from musicseq import cli
+
+    def broken(args):
+        raise ValueError("internal invariant broken")
+
+    monkeypatch.setitem(cli.COMMANDS, "data", broken)
+    assert main(["data", "--out", str(tmp_path / "c")]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_options_come_from_the_config_dataclasses():
+    import dataclasses
+
+    from musicseq.cli import build_parser
+    from musicseq.config import ModelConfig, SampleConfig, TrainConfig
+
+    parser = build_parser()
+    train = parser.parse_args(["train", "--out", "m"])
+    for cls in (ModelConfig, TrainConfig):
+        for spec in dataclasses.fields(cls):
+            if spec.metadata.get("cli", True):
+                assert getattr(train, spec.name) == spec.default, spec.name
+    generate = parser.parse_args(["generate", "m", "--out", "g"])
+    assert generate.temperature == SampleConfig.temperature and generate.max_len == 1200
+    helps = parser._subparsers._group_actions[0].choices["train"].format_help()
+    assert "--layers" in helps and "(default 512)" in helps and "--recurrent-init" in helps

@@ -11,10 +11,10 @@ from musicseq.evaluate import (
     pitch_letters,
     total_variation,
 )
+from musicseq.modeldir import load_model_dir
 from musicseq.models import build_model
 from musicseq.notation.checker import check_text
 from musicseq.sampling import generate_constrained
-from musicseq.modeldir import load_model_dir
 from musicseq.vocab import Vocab
 
 FULL_VOCAB = Vocab([chr(c) for c in range(32, 127)] + ["\n"])

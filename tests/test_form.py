@@ -344,9 +344,12 @@ def test_analysis_time_grows_linearly():
     def cost(n):
         bars = ("".join(rng.choice("ABCDEFG") for _ in range(8)) for _ in range(n))
         text = "X:1\nM:4/4\nL:1/8\nK:G\n" + "".join(f"|:{b}:|" for b in bars) + "\n"
-        start = time.process_time()
-        analyze(text)
-        return time.process_time() - start
+        times = []
+        for _ in range(3):  # the best of three: a busy machine only ever adds time
+            start = time.process_time()
+            analyze(text)
+            times.append(time.process_time() - start)
+        return min(times)
 
     small, large = cost(1000), cost(4000)
     assert large < 9 * max(small, 1e-3)

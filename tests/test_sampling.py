@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from musicseq.config import SampleConfig
+from musicseq.modeldir import load_model_dir
 from musicseq.notation import make_header, parse_tune
 from musicseq.sampling import generate, mask_reserved, top_k_filter, top_p_filter
-from musicseq.modeldir import load_model_dir
 
 
 @pytest.fixture(scope="module")

@@ -57,7 +57,8 @@ def recurrent_step(model: keras.Model, config: ModelConfig):
     per_layer = 2 if config.kind == "lstm" else 1  # LSTM carries (h, c)
 
     def initial_state(batch):
-        zeros = tf.zeros(tf.stack([batch, config.units]), dtype=tf.float32)
+        # States are what the cells compute: float16/bfloat16 under mixed precision.
+        zeros = tf.zeros(tf.stack([batch, config.units]), dtype=cells[0].compute_dtype)
         return [[zeros] * per_layer for _ in cells]
 
     def step(tokens, states):

@@ -68,7 +68,8 @@ class TokenAndPosition(keras.layers.Layer):
     def call(self, ids, start=0):
         length = ops.shape(ids)[-1]
         x = ops.take(self.tokens, ids, axis=0)  # (batch, time, dim)
-        return x + ops.slice(self.positions, (start, 0), (length, self.dim))[None]
+        positions = ops.slice(self.positions, (start, 0), (length, self.dim))[None]
+        return x + ops.cast(positions, x.dtype)  # float16/bfloat16 under mixed precision
 
     def get_config(self):
         config = super().get_config()
@@ -92,7 +93,7 @@ class CausalSelfAttention(keras.layers.Layer):
         self.num_heads = num_heads
         self.key_dim = key_dim
         self.dropout = dropout
-        self.dropout_layer = keras.layers.Dropout(dropout)
+        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape):
         dim = input_shape[-1]
@@ -106,6 +107,10 @@ class CausalSelfAttention(keras.layers.Layer):
         )
         self.out_bias = self.add_weight(shape=(dim,), initializer="zeros", name="out_bias")
 
+    def _w(self, variable):
+        # Weights in the compute dtype: ``step`` runs outside Keras' autocasting ``__call__``.
+        return ops.cast(variable, self.compute_dtype)
+
     def _heads(self, x):
         # (batch, time, 3 * heads * key_dim) -> three of (batch, heads, time, key_dim)
         batch, time = ops.shape(x)[0], ops.shape(x)[1]
@@ -117,11 +122,11 @@ class CausalSelfAttention(keras.layers.Layer):
         # (batch, heads, time, key_dim) -> (batch, time, dim)
         batch, time = ops.shape(context)[0], ops.shape(context)[2]
         context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (batch, time, -1))
-        return ops.matmul(context, self.out_kernel) + self.out_bias
+        return ops.matmul(context, self._w(self.out_kernel)) + self._w(self.out_bias)
 
     def attention_weights(self, x):
         """Causal attention weights ``(batch, heads, time, time)``, keys and values."""
-        q, k, v = self._heads(ops.matmul(x, self.qkv_kernel) + self.qkv_bias)
+        q, k, v = self._heads(ops.matmul(x, self._w(self.qkv_kernel)) + self._w(self.qkv_bias))
         scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) / math.sqrt(
             self.key_dim
         )  # (b, h, t, t)
@@ -138,7 +143,7 @@ class CausalSelfAttention(keras.layers.Layer):
 
     def step(self, x, cache_k, cache_v, position):
         """One new position: ``x`` (batch, 1, dim) at ``position``; returns (out, cache_k, cache_v)."""
-        q, k, v = self._heads(ops.matmul(x, self.qkv_kernel) + self.qkv_bias)  # (b, h, 1, d_k)
+        q, k, v = self._heads(ops.matmul(x, self._w(self.qkv_kernel)) + self._w(self.qkv_bias))  # (b, h, 1, d_k)
         context = ops.shape(cache_k)[2]
         here = ops.reshape(ops.equal(ops.arange(context), position), (1, 1, context, 1))
         cache_k = ops.where(here, k, cache_k)  # write this position's key and value
@@ -169,12 +174,16 @@ class TransformerBlock(keras.layers.Layer):
         self.num_heads = num_heads
         self.mlp_dim = mlp_dim
         self.dropout = dropout
-        self.ln_attn = keras.layers.LayerNormalization(epsilon=1e-5, name="ln_attn")
-        self.attention = CausalSelfAttention(num_heads, dim // num_heads, dropout, name="attention")
-        self.ln_mlp = keras.layers.LayerNormalization(epsilon=1e-5, name="ln_mlp")
-        self.mlp_in = keras.layers.Dense(mlp_dim, activation="gelu", name="mlp_in")
-        self.mlp_out = keras.layers.Dense(dim, name="mlp_out")
-        self.drop = keras.layers.Dropout(dropout)
+        # Sub-layers share this block's dtype policy (mixed precision survives a reload).
+        policy = self.dtype_policy
+        self.ln_attn = keras.layers.LayerNormalization(epsilon=1e-5, name="ln_attn", dtype=policy)
+        self.attention = CausalSelfAttention(
+            num_heads, dim // num_heads, dropout, name="attention", dtype=policy
+        )
+        self.ln_mlp = keras.layers.LayerNormalization(epsilon=1e-5, name="ln_mlp", dtype=policy)
+        self.mlp_in = keras.layers.Dense(mlp_dim, activation="gelu", name="mlp_in", dtype=policy)
+        self.mlp_out = keras.layers.Dense(dim, name="mlp_out", dtype=policy)
+        self.drop = keras.layers.Dropout(dropout, dtype=policy)
 
     def build(self, input_shape):
         self.ln_attn.build(input_shape)
@@ -253,7 +262,8 @@ def transformer_step(model: keras.Model, config: ModelConfig):
     keep = context // 2
 
     def initial_state(batch):
-        zeros = tf.zeros(tf.stack([batch, heads, context, key_dim]), tf.float32)
+        # The cache holds what the blocks compute: float16/bfloat16 under mixed precision.
+        zeros = tf.zeros(tf.stack([batch, heads, context, key_dim]), blocks[0].compute_dtype)
         caches = [[zeros, zeros] for _ in blocks]
         buffer = tf.zeros(tf.stack([batch, context]), tf.int32)
         return [caches, buffer, tf.constant(0)]
