@@ -22,8 +22,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from musicseq.corpus import load_split  # noqa: E402
 from musicseq.evaluate import evaluate_model  # noqa: E402
 from musicseq.export import export_savedmodel  # noqa: E402
-from musicseq.ngram import KneserNey  # noqa: E402
 from musicseq.modeldir import load_model_dir, save_model_file, weights_digest  # noqa: E402
+from musicseq.ngram import KneserNey  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

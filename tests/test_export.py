@@ -7,8 +7,8 @@ import pytest
 
 from musicseq.config import MODEL_KINDS, ModelConfig, SampleConfig, TrainConfig
 from musicseq.export import call_generate, export_savedmodel
-from musicseq.sampling import generate
 from musicseq.modeldir import load_model_dir
+from musicseq.sampling import generate
 from musicseq.train import train
 
 NO_MUSICSEQ = textwrap.dedent(
