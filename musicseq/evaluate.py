@@ -78,12 +78,19 @@ def held_out_loss(
     """Nats and bits per character over whole tunes, plus the counts behind them."""
     if not texts:
         raise ValueError("no tunes to evaluate")
+    from musicseq.notation.form import analyze
+
     nats = tune_nats(model, model_config, vocab, texts, batch_size)
     chars = sum(len(t) + 1 for t in texts)  # each tune's characters plus its end-of-tune token
     per_char = float(nats.sum() / chars)
+    # Bits per note: comparable across tokenizers (a tune's whole cost over its sounding notes).
+    notes = sum(analyze(t).notes for t in texts)
     return {
         "nats_per_char": per_char,
         "bits_per_char": per_char / math.log(2),
+        "bits_per_note": float(nats.sum() / math.log(2) / notes) if notes else None,
+        "bits_per_tune": float(nats.sum() / math.log(2) / len(texts)),
+        "notes": notes,
         "tunes": len(texts),
         "characters": chars,
         "unknown_characters": sum(sum(1 for c in t if c not in vocab) for t in texts),
@@ -177,6 +184,8 @@ def tune_metrics(
                 midi_ok += midi_info(Path(tmp) / f"t{index}.mid").notes > 0
             except RenderError:
                 pass
+    from musicseq.notation import form
+
     train_keys = [tune_key_and_meter(t)[0] or "(none)" for t in training_texts]
     train_meters = [tune_key_and_meter(t)[1] or "(none)" for t in training_texts]
     n = max(len(tunes), 1)
@@ -198,6 +207,7 @@ def tune_metrics(
         "training_keys": dict(list(train_key_dist.items())[:15]),
         "meter_distance_tv": total_variation(meter_dist, train_meter_dist),
         "key_distance_tv": total_variation(key_dist, train_key_dist),
+        "form": form.summarize(tunes),
     }
 
 
@@ -224,6 +234,7 @@ def evaluate_model(
     from musicseq.corpus import load_split
     from musicseq.errors import UserError
     from musicseq.modeldir import ModelDir
+    from musicseq.notation import form
     from musicseq.sampling import generate, generate_constrained
 
     out = Path(out_dir)
@@ -240,8 +251,13 @@ def evaluate_model(
     started = time.perf_counter()
     report["held_out"] = held_out_loss(model, model_config, vocab, test_texts)
     report["held_out"]["seconds"] = time.perf_counter() - started
-    log(f"held-out: {report['held_out']['nats_per_char']:.4f} nats/char, "
-        f"{report['held_out']['bits_per_char']:.4f} bits/char on {len(test_texts)} test tunes")  # fmt: skip
+    held = report["held_out"]
+    log(
+        f"held-out: {held['nats_per_char']:.4f} nats/char, {held['bits_per_char']:.4f} bits/char, "
+        f"{held['bits_per_note']:.3f} bits/note on {len(test_texts)} test tunes"
+    )
+    reference = form.summarize(test_texts)
+    report["reference_form"] = reference
     copy_index = CopyIndex(train_texts)
     sample = SampleConfig(num=num, max_len=max_len, temperature=temperature, seed=seed)
     runs = {"unconstrained": generate}
@@ -255,11 +271,15 @@ def evaluate_model(
         metrics = tune_metrics(tunes, train_texts, copy_index)
         metrics["generation_seconds"] = seconds
         metrics["characters_per_second"] = sum(len(t) for t in tunes) / max(seconds, 1e-9)
+        metrics["form_comparison"] = form.compare(metrics["form"], reference)
         report[name] = metrics
         samples[name] = tunes
-        log(f"{name}: {metrics['midi_with_notes_pct']:.1f}% to MIDI with notes, "
+        log(
+            f"{name}: {metrics['midi_with_notes_pct']:.1f}% to MIDI with notes, "
             f"{metrics['tunes_all_bars_exact_pct']:.1f}% tunes with every mid-section bar exact, "
-            f"copy rate {metrics['copy_rate_pct']:.1f}%, {seconds:.1f} s")  # fmt: skip
+            f"copy rate {metrics['copy_rate_pct']:.1f}%, {seconds:.1f} s"
+        )
+        log(form.format_comparison(metrics["form_comparison"]))
     out.mkdir(parents=True, exist_ok=True)
     for name, tunes in samples.items():
         fileio.write_text(
@@ -324,6 +344,33 @@ def _plots(out, samples, report, history: dict) -> None:
         ax.set_title(f"{field}: total variation {metrics[field[:-1] + '_distance_tv']:.2f}")
         ax.legend()
     save_figure(fig, out / "distributions.png", dpi=90)
+    save_figure(form_figure(report), out / "forms.png", dpi=90)
+
+
+def form_figure(report: dict):
+    """The form labels of the corpus's test split beside each generated set's, as bars."""
+    from matplotlib.figure import Figure
+
+    reference = report["reference_form"]["forms"]
+    names = [n for n in ("unconstrained", "constrained") if n in report]
+    labels = [k for k in reference if k != "other"][:8]
+    for name in names:  # a generated set's own commonest forms, if the corpus lacks them
+        labels += [k for k in report[name]["form"]["forms"] if k not in labels and k != "other"][:2]
+    labels.append("other")
+    fig = Figure(figsize=(10, 4))
+    ax = fig.subplots()
+    width = 0.8 / (1 + len(names))
+    sets = [("corpus test split", reference)] + [(n, report[n]["form"]["forms"]) for n in names]
+    for index, (title, shares) in enumerate(sets):
+        other = 1 - sum(v for k, v in shares.items() if k in labels and k != "other")
+        values = [shares.get(k, 0.0) if k != "other" else other for k in labels]
+        ax.bar([i + (index - len(names) / 2) * width for i in range(len(labels))], values, width,
+               label=title)  # fmt: skip
+    ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=8)
+    ax.set_ylabel("share of tunes")
+    ax.set_title("form labels (parts in played order; a repeated part appears twice)")
+    ax.legend()
+    return fig
 
 
 def _markdown(report: dict) -> str:
@@ -333,7 +380,8 @@ def _markdown(report: dict) -> str:
         "",
         f"Held-out loss on the test split of `{report['data']}` ({held['tunes']} whole tunes, "
         f"{held['characters']:,} characters): **{held['nats_per_char']:.4f} nats/char** "
-        f"({held['bits_per_char']:.4f} bits/char).",
+        f"({held['bits_per_char']:.4f} bits/char; {held['bits_per_note']:.3f} bits per note, "
+        f"{held['bits_per_tune']:.0f} bits per tune).",
         "",
     ]
     names = [n for n in ("unconstrained", "constrained") if n in report]
@@ -353,6 +401,32 @@ def _markdown(report: dict) -> str:
     lines += ["| metric | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for label, key, fmt in rows:
         lines.append(f"| {label} | " + " | ".join(fmt.format(report[n][key]) for n in names) + " |")
-    lines += ["", f"Copy rate: {report[names[0]]['copy_definition']}.", "",
-              "Plots: `loss.png`, `piano_roll.png`, `distributions.png`."]  # fmt: skip
+    lines += ["", f"Copy rate: {report[names[0]]['copy_definition']}.", ""]
+    lines += _form_markdown(report, names)
+    lines += ["", "Plots: `loss.png`, `piano_roll.png`, `distributions.png`, `forms.png`."]
     return "\n".join(lines) + "\n"
+
+
+def _form_markdown(report: dict, names: list[str]) -> list[str]:
+    """Every form figure beside the corpus test split's, with the distance."""
+    from musicseq.notation.form import compare, show_figure
+
+    reference = report["reference_form"]
+    lines = [
+        "## Form, beside the corpus (the test split: tunes written by people)",
+        "",
+        "Distance: |generated − corpus| for shares, 1 − overlap for the form and pitch-class "
+        "distributions. Definitions: `musicseq/notation/form.py`.",
+        "",
+        "| figure | corpus | " + " | ".join(f"{n} | distance" for n in names) + " |",
+        "|---|---:|" + "---:|---:|" * len(names),
+    ]
+    rows = {n: compare(report[n]["form"], reference) for n in names}
+    for i, (figure, _, ref, _) in enumerate(rows[names[0]]):
+        cells = [show_figure(figure, ref)]
+        for n in names:
+            _, value, _, distance = rows[n][i]
+            cells += [show_figure(figure, value), "-" if distance is None else f"{distance:.3f}"]
+        lines.append(f"| {figure} | " + " | ".join(cells) + " |")
+    lines += ["", "![form labels](forms.png)"]
+    return lines

@@ -805,7 +805,7 @@ def compare(generated: dict, reference: dict) -> list[tuple[str, object, object,
     return rows
 
 
-def _show(name: str, value: object) -> str:
+def show_figure(name: str, value: object) -> str:
     """A figure for the table: shares in %, a profile by its three largest degrees."""
     if value is None:
         return "-"
@@ -824,7 +824,7 @@ def format_comparison(rows: list[tuple[str, object, object, float | None]]) -> s
     lines = [f"{'figure':<22} {'generated':>26} {'reference':>26} {'distance':>9}"]
     for name, g, r, distance in rows:
         d = "-" if distance is None else f"{distance:.3f}"
-        lines.append(f"{name:<22} {_show(name, g):>26} {_show(name, r):>26} {d:>9}")
+        lines.append(f"{name:<22} {show_figure(name, g):>26} {show_figure(name, r):>26} {d:>9}")
     return "\n".join(lines)
 
 
@@ -867,6 +867,7 @@ __all__ = [
     "form_distribution",
     "form_prior",
     "format_comparison",
+    "show_figure",
     "meter_name",
     "profile_overlap",
     "read_key",
