@@ -53,6 +53,13 @@ class Tune:
     def check(self) -> CheckReport:
         return check_text(self.text)
 
+    def form(self):
+        """Its form: parts and bars, label (AABB…), tonic cadence, bar repetition, pitch use
+        (a :class:`musicseq.notation.form.TuneForm`)."""
+        from musicseq.notation.form import analyze
+
+        return analyze(self.text)
+
     def __repr__(self) -> str:
         return f"Tune({self.title or '(untitled)'!r}, M:{self.meter or '?'}, K:{self.key or '?'})"
 
@@ -120,14 +127,35 @@ class TuneSet(list):
     """A list of :class:`Tune` that shows as a table and renders all at once."""
 
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><td>{i}</td><td>{html.escape(t.title)}</td><td>{html.escape(t.meter)}</td>"
-            f"<td>{html.escape(t.key)}</td><td>{len(t.check().bars)}</td>"
-            f"<td>{'ok' if t.check().ok else 'issues'}</td></tr>"
-            for i, t in enumerate(self, start=1)
-        )
-        return ("<table><tr><th>#</th><th>title</th><th>meter</th><th>key</th><th>bars</th>"
-                f"<th>check</th></tr>{rows}</table>")  # fmt: skip
+        rows = []
+        for i, tune in enumerate(self, start=1):
+            form = tune.form()
+            shape = (
+                f"{form.label} ({'+'.join(map(str, form.bars_per_section))})" if form.valid else "-"
+            )
+            cells = [str(i), tune.title, tune.meter, tune.key, str(len(tune.check().bars)), shape,
+                     "yes" if form.ends_on_tonic else "no", "ok" if tune.check().ok else "issues"]  # fmt: skip
+            rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+        header = [
+            "#",
+            "title",
+            "meter",
+            "key",
+            "bars",
+            "form (bars per part)",
+            "ends on tonic",
+            "check",
+        ]
+        head = "".join(f"<th>{h}</th>" for h in header)
+        return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+    def form_summary(self, reference: list[str] | None = None):
+        """Population form figures of these tunes; with ``reference`` (ABC texts, e.g. the
+        corpus's test split) the rows ``(figure, these, reference, distance)`` instead."""
+        from musicseq.notation.form import compare, summarize
+
+        mine = summarize(t.text for t in self)
+        return compare(mine, summarize(reference)) if reference is not None else mine
 
     def save(self, out_dir: str | Path) -> list[Path]:
         """Write ``tune_NNN.abc`` for every tune into ``out_dir`` (named by number, never by

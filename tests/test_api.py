@@ -35,3 +35,14 @@ def test_generate_returns_a_tune_set(tiny_model_dir, tmp_path):
     assert all(t.check().headers_ok for t in tunes)
     results = tunes.render_all(tmp_path / "out", wav=False)
     assert all(r.midi is not None for r in results), [r.error for r in results]
+
+
+def test_tunes_know_their_form(data_dir):
+    tunes = api.load_tunes(data_dir / "three.abc")
+    forms = [t.form() for t in tunes]
+    assert all(f.valid for f in forms)
+    assert "form (bars per part)" in tunes._repr_html_()
+    summary = tunes.form_summary()
+    assert summary["tunes"] == 3 and 0 <= summary["ends_on_tonic"] <= 1
+    rows = tunes.form_summary(reference=[t.text for t in tunes])
+    assert all(abs(distance) < 1e-9 for _, _, _, distance in rows if distance is not None)
