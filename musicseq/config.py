@@ -21,6 +21,8 @@ LR_SCHEDULES = ("constant", "cosine")
 JIT_COMPILE = ("auto", "on", "off")
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+BARS_PER_PART = (8, 16)
+CADENCES = ("tonic", "none")
 # TrainConfig fields that may change between a run and its resumption (the budget).
 BUDGET_FIELDS = ("steps", "epochs", "minutes")
 
@@ -183,6 +185,15 @@ class SampleConfig:
     top_p: float = option(1.0, "nucleus sampling: smallest set with this much probability")
     seed: int = option(0, "same seed, same tunes")
     prime: str = option("X:1\n", "ABC text every tune starts with (a literal \\n is a newline)")
+    form: str = option(
+        "auto",
+        "with constrain: the tune's parts, e.g. AABB, AB, AABBCC; free: no form; auto: "
+        "drawn per tune from the corpus's forms for its meter",
+    )
+    bars: int = option(8, "with constrain: bars per part", choices=BARS_PER_PART)
+    cadence: str = option(
+        "tonic", "with constrain: end the tune on the key's tonic, or none", choices=CADENCES
+    )
 
     def validate(self) -> None:
         if not 1 <= self.num <= 4096:
@@ -199,6 +210,12 @@ class SampleConfig:
             raise ValueError(f"seed must fit in 32 bits, got {self.seed}")
         if not self.prime:
             raise ValueError("prime must not be empty")
+        if self.form not in ("auto", "free") and not (
+            self.form.isalpha() and self.form.isupper() and len(self.form) <= 12
+        ):
+            raise ValueError(f"form must be auto, free or parts such as AABB, got {self.form!r}")
+        _check_choice("bars", self.bars, BARS_PER_PART)
+        _check_choice("cadence", self.cadence, CADENCES)
 
 
 def to_dict(config) -> dict:

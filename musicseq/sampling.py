@@ -180,6 +180,49 @@ def generate(
     return [config.prime + vocab.decode(row) for row in ids]
 
 
+def plan_forms(config: SampleConfig, fixed: dict[str, str] | None = None) -> list[dict]:
+    """Per tune: the header values to force and the form the grammar writes.
+
+    ``form="auto"`` draws a (meter, form) pair per tune from the corpus's forms
+    (:func:`musicseq.notation.form.form_prior`) — the form given the meter when the meter is
+    forced — among the forms a grammar can write (parts of 8 or 16 bars, each written once
+    or repeated); the draw is seeded by ``config.seed``. Otherwise every tune gets
+    ``config.form`` with ``config.bars`` bars per part (``free``: no form).
+    """
+    import json
+
+    import numpy as np
+
+    from musicseq.notation.form import GENERATABLE, PRIOR_FILE, meter_name
+
+    fixed = {k: v for k, v in (fixed or {}).items() if v}
+    cadence = None if config.cadence == "none" else config.cadence
+    if config.form != "auto":
+        form = None if config.form == "free" else config.form
+        return [dict(fixed=fixed, form=form, bars=config.bars, cadence=cadence)] * config.num
+    shipped = json.loads(PRIOR_FILE.read_text())
+    prior, per_meter = shipped["forms"], shipped["tunes_per_meter"]
+    choices = []  # (probability, meter, form, bars)
+    for meter, forms in prior.items():
+        if "M" in fixed and meter != meter_name(fixed["M"]):
+            continue
+        for key, p in forms.items():
+            label, _, bars = key.partition("/")
+            if label in GENERATABLE and bars in ("8", "16"):
+                choices.append((p * per_meter.get(meter, 0), meter, label, int(bars)))
+    if not choices:  # a meter the corpus never uses: its commonest form
+        choices = [(1.0, fixed.get("M"), "AABB", config.bars)]
+    weights = np.asarray([c[0] for c in choices])
+    rng = np.random.default_rng([config.seed & 0xFFFFFFFF, 0x466F726D])  # "Form"
+    picks = rng.choice(len(choices), size=config.num, p=weights / weights.sum())
+    plans = []
+    for index in picks:
+        _, meter, label, bars = choices[index]
+        forced = dict(fixed) if "M" in fixed or meter is None else {**fixed, "M": meter}
+        plans.append(dict(fixed=forced, form=label, bars=bars, cadence=cadence))
+    return plans
+
+
 def generate_constrained(
     model, model_config, vocab: Vocab, config: SampleConfig, fixed: dict[str, str] | None = None
 ) -> list[str]:
@@ -202,7 +245,16 @@ def generate_constrained(
     check_prime(config.prime, vocab)
     alphabet = set(vocab.chars)
     try:
-        grammars = [TuneGrammar(fixed=fixed, alphabet=alphabet) for _ in range(config.num)]
+        grammars = [
+            TuneGrammar(
+                fixed=plan["fixed"],
+                alphabet=alphabet,
+                form=plan["form"],
+                bars_per_part=plan["bars"],
+                cadence=plan["cadence"],
+            )
+            for plan in plan_forms(config, fixed)
+        ]
     except GrammarError as exc:  # e.g. a forced key the vocabulary cannot spell
         raise UserError(str(exc)) from exc
     try:
