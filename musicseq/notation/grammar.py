@@ -17,19 +17,23 @@ L: / K:``. ``T:``, ``R:`` and ``P:`` are free text from a character set, ``Q:`` 
 
 *Body.* Notes with accidentals (``^ ^^ _ __ =``), octave marks (up to two) and a length
 suffix from :data:`SUFFIXES`; rests ``z`` ``x``; chords ``[ceg]`` (as long as their first
-note); tuplets ``(2`` ``(3`` (their notes' durations tracked exactly); broken rhythm ``>``
-``<`` ``>>`` ``<<``; ties ``-``; slurs ``( )``; grace notes ``{...}``; decorations
-(:data:`DECORATIONS`, :data:`BANG_DECORATIONS`); annotations ``"..."``; bar lines and repeats
-``| || |] |: :| :: :|: :|| :||: ||: [|]``; endings ``|1 |2 :|2 [1 [2``; spaces, `````,
-line breaks and ``\\`` continuations; body field lines ``K: M: L: P:`` and inline fields
-``[K:..] [M:..] [L:..]`` at the start of a bar.
+note, times the length after ``]``); tuplets ``(2`` ``(3`` (their notes' durations tracked
+exactly); broken rhythm ``>`` ``<`` ``>>`` ``<<``; ties ``-``; slurs ``( )`` (a ``)``
+without its ``(`` is tolerated, as in the corpus); grace notes ``{...}`` (they take no time);
+decorations (:data:`DECORATIONS`, :data:`BANG_DECORATIONS`); annotations ``"..."``; bar lines
+and repeats ``| || ||| |] |: :| :: :|: :|| :||: ||: [|]``; endings ``|1 |2 :|2 [1 [2``;
+spaces, `````, tabs, line breaks and ``\\`` continuations; body field lines ``K: M: L: P:``
+and inline fields ``[K:..] [M:..] [L:..]`` at the start of a bar.
 
-*Bars.* A bar line may only come when the bar is full, except at the edges of a section
-(the checker's rule: a section's first bar may be a pickup and its last bar, closed by a
-repeat sign, double bar, ending or meter change, may be short). Notes must fit in what is
-left of the bar, and every state keeps a way to finish it: between tokens the time in the
-bar is a whole number of grid steps (the shortest writable note), which any remainder can be
-filled with; a tuplet, a broken pair or a chord is only begun when it can be completed.
+*Bars.* A plain bar line may only come when the bar is full, except at the edges of a
+section (the checker's rule: a section's first bar may be a pickup of any length, and its
+last bar, closed by a repeat sign, double bar, ending, meter change or the end, may be
+short). A short bar closed by a plain ``|`` is allowed when a boundary follows before the
+next note (``E2 E |`` then ``||`` on the next line, as the corpus writes). No bar may be
+longer than the meter. Every state keeps a way to finish: between tokens the time in the
+bar is a whole number of grid steps (the shortest writable note), which any remainder can
+be filled with (only a free pickup may leave the grid, and it then ends with a bar line); a
+tuplet, a broken pair, a chord or a slur is only begun when it can be completed.
 
 *Form* (``form="AABB"``, ``bars_per_part=8``). Each run of a letter is a part, repeated
 when the letter is doubled. A repeated part is written ``|: ... :|`` (optionally with
@@ -54,7 +58,8 @@ phase          which token is being written (header literal/field/value, between
 node, flag     position inside the token: trie node (bar tokens, suffixes, values), text
                length, note flags (lower case, rest, tonic), value flags
 kind, seen     header: field or literal id; fields seen (bit mask, T count) or template item
-ctx            where a note stands: in the tune, in a chord, in a grace group
+ctx            where a note stands: in the tune, a chord, a grace group, or the chord's
+               length after ``]``
 bar, unit      ticks of a bar (meter) and of ``L:``
 elapsed        ticks written in the current bar
 first          the current bar opens a section (it may be a pickup)
@@ -72,7 +77,7 @@ spoiled        the tonic's letter got another accidental in this bar
 tonic          the key's tonic: letter index * 3 + accidental + 1
 octaves, acc   octave marks and accidental of the note being written
 ch_first,ch_n  chord: its duration (first note) and notes so far; grace: notes so far
-need_note      a slur, grace group or tuplet waits for its note
+need_note      a slur, broken rhythm or tuplet waits for its note
 prev           class of the previous character (space, newline, note end, tie, bar, ...)
 col            line column, saturated: 0 line start, 1 one letter, 2 more
 after_bar      nothing but spaces since the last bar token
@@ -81,6 +86,7 @@ part, part_phase, pfirst, bar_in_part, pickup, ending, end_len, end_bars
                form: part index, part opening/body/done, first bar of the part, full bars
                in the part, the pickup (-1 not yet chosen), ending (0, 1, 2, 3 = ``[2``
                expected), ending length and bars written in the ending
+short          a short bar was closed by ``|``: a boundary must come before a note
 =============  ==========================================================================
 
 Allowed sets and transitions are cached per state in a machine shared by grammars with the
@@ -129,7 +135,6 @@ BANG_DECORATIONS = (
 TITLE_CHARS = frozenset(string.ascii_letters + string.digits + " !\"&'(),-.:;=?")
 PART_CHARS = frozenset(string.ascii_letters + string.digits + " .")
 QUOTE_CHARS = frozenset(string.ascii_letters + string.digits + " #$&'()*+,-./:;<=>?@[]^_~")
-TEMPO_BEATS = ("1/2", "1/4", "1/8", "3/8", "3/4", "3/2")
 MAX_TITLE = 72
 MAX_TEXT = 24  # R:, P:, Q: text
 MAX_QUOTE = 32
@@ -442,8 +447,7 @@ class _Machine:
                 if settled is not None:
                     out |= self.allowed(tuple(settled)) - set(continuations)
             else:
-                candidates = self.candidates.get(phase, self.chars)
-                out = {c for c in candidates if self.step(key, c, cache=False) is not None}
+                out = self._try_all(key)
                 if self.can_end(key):
                     out.add(END)
             got = frozenset(out)
@@ -452,6 +456,38 @@ class _Machine:
                 self.allowed_cache.clear()
             self.allowed_cache[key] = got
         return got
+
+    def _try_all(self, key: tuple) -> set[str]:
+        """The characters a step accepts, trying one of each class that behaves alike."""
+        phase = key[PHASE]
+        if phase == H_VALUE and self.specs[key[KIND]][0] == V_TEXT:
+            _, chars, limit, nonblank = self.specs[key[KIND]]
+            out = set(chars) if key[NODE] < limit else set()
+            if nonblank and not key[FLAG] & 1 and key[NODE] >= limit - 1:
+                out.discard(" ")
+            if self._value_done(self.specs[key[KIND]], key[NODE], key[FLAG]):
+                out.add("\n")
+            return out
+        if phase == QUOTE:
+            out = set(self.quote_chars) if key[NODE] < MAX_QUOTE else set()
+            return out | {'"'} if key[NODE] else out
+        out = set()
+        verdicts: dict[str, bool] = {}
+        tonic = key[TONIC] // 3 if key[TONIC] >= 0 else -1
+        notes = phase in (READY, ACC_, LBRACKET, CHORD, GRACE)
+        for c in self.candidates.get(phase, self.chars):
+            if notes and c in _LETTER_INDEX and _LETTER_INDEX[c] != tonic:
+                kind = "lower" if c.islower() else "upper"  # non-tonic notes act alike
+            elif phase == READY and c in DECORATIONS and c != "M":
+                kind = "decoration"
+            else:
+                kind = c
+            verdict = verdicts.get(kind)
+            if verdict is None:
+                verdict = verdicts[kind] = self.step(key, c, cache=False) is not None
+            if verdict:
+                out.add(c)
+        return out
 
     def step(self, key: tuple, ch: str, cache: bool = True) -> tuple | None:
         """The state after ``ch``, or None if ``ch`` is not allowed."""
@@ -1298,9 +1334,10 @@ class _Machine:
         return s
 
 
-# Q: tempo values: 1/4=120, 80, 3/8=104 "Slow", "Andante". States: 0 start, 1 first digit was
-# 1 or 3 (beat or tempo), 2-4 tempo digits 1-3, 5 after "n/", 6 after the beat's denominator,
-# 7 after '=', 8 after the space, 9 closed text, 10+ text of length k.
+# Q: tempo values: 1/4=120, 80, 3/8=104 "Slow", "Andante" (beats 1/2 1/4 1/8 3/2 3/4 3/8).
+# States: 0 start, 1 first digit was 1 or 3 (beat or tempo), 2-4 after 1-3 tempo digits,
+# 5 after "n/", 6 after the beat's denominator, 7 after '=', 8 after the space before the
+# text, 9 after its closing quote, 10+k inside it after k characters.
 _TEMPO_FINAL = frozenset({3, 4, 9})
 
 
