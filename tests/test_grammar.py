@@ -257,6 +257,17 @@ def test_the_cadence_ends_on_the_tonic(key):
         assert accidental in ("", {"b": "_", "#": "^"}.get(tonic[1:], "="))
 
 
+@pytest.mark.parametrize("form, bars", [("AABB", 8), ("AB", 8), ("AAB", 8), ("AABB", 16)])
+def test_the_form_analysis_reads_the_form_back(form, bars):
+    from musicseq.notation.form import analyze
+
+    rng = random.Random(f"{form}/{bars}")
+    for meter in ("6/8", "C|", "3/4", "2/4"):
+        grammar = TuneGrammar(fixed={"M": meter, "K": "G"}, form=form, bars_per_part=bars)
+        text = random_tune(grammar, rng)  # endings allowed
+        assert analyze(text).form_key == f"{form}/{bars}", text
+
+
 def test_after_the_last_part_only_a_line_break_and_the_end():
     grammar = TuneGrammar(fixed={"M": "2/4", "K": "G"}, form="AB")
     rng = random.Random(1)
@@ -281,6 +292,10 @@ def test_form_endings_belong_to_the_part():
     walk(HEAD + bracket_endings + PART_B, form="AABB")
     two_bar_endings = "|:" + BAR * 5 + "GABc dedB|1 " + BAR + "c2A2 A4:|2 " + BAR + "c2A2 G4||\n"
     walk(HEAD + two_bar_endings + PART_B, form="AABB")
+    grammar = TuneGrammar(form="AABB")
+    for ch in HEAD + "|:" + BAR * 7 + "[1 c2A2 A4:|":
+        grammar.advance(ch)
+    assert not grammar.allowed() & set("ABCDEFGabcdefgz(")  # only '[2' may come now
     with pytest.raises(GrammarError):  # a second ending longer than the first
         walk(HEAD + "|:" + BAR * 6 + "GABc dedB|1 c2A2 A4:|2 " + BAR + "c2A2 G4||\n", form="AABB")
 

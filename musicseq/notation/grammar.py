@@ -1026,8 +1026,8 @@ class _Machine:
 
     def _place(self, s: list, ticks: int, tonic: bool) -> tuple[int, int] | None:
         """(elapsed, duration) after a note of ``ticks`` (before tuplet/broken factors)."""
-        if self.form is not None and not s[CLOSING] and s[PART_PHASE] != PART_BODY:
-            return None  # before a part's '|:' or after the last part
+        if self._no_music(s):
+            return None
         if s[SHORT]:
             return None
         e = s[ELAPSED]
@@ -1054,13 +1054,21 @@ class _Machine:
             return None
         return end, x
 
+    def _no_music(self, s: list) -> bool:
+        """With a form: before a part's '|:', between ':|' and '[2', after the last part."""
+        return (
+            self.form is not None
+            and not s[CLOSING]
+            and (s[PART_PHASE] != PART_BODY or s[ENDING] == 3)
+        )
+
     def _loose_bar(self, s: list) -> bool:
         """A pickup without a form: it may end anywhere, even off the grid."""
         return self.form is None and s[FIRST] and not s[CLOSING]
 
     def _tuplet_completes(self, s: list, e: int, p: int, left: int, q: int) -> bool:
         """Can ``left`` more tuplet notes (each scaled by q/p) end on the grid within the bar?"""
-        if self.form is not None and not s[CLOSING] and s[PART_PHASE] != PART_BODY:
+        if self._no_music(s):
             return False
         grid, _, sums = self.units[s[UNIT]]
         cap = self._cap(s)
