@@ -109,7 +109,13 @@ from musicseq.notation.durations import (
     length_multiplier,
     tuplet_q,
 )
-from musicseq.notation.tunebook import parse_key, parse_length, parse_meter
+from musicseq.notation.tunebook import (
+    Meter,
+    default_unit_length,
+    parse_key,
+    parse_length,
+    parse_meter,
+)
 
 END = "<eot>"  # the end-of-tune token, as an element of an allowed set
 
@@ -268,8 +274,10 @@ def _bar_ticks(text: str) -> int:
 
 
 def _default_unit(bar: int) -> int:
-    """ABC's default L: for a bar of ``bar`` ticks (see tunebook.default_unit_length)."""
-    return TICKS // 8 if 4 * bar >= 3 * TICKS else TICKS // 16
+    """ABC's default L: (tunebook.default_unit_length) for a bar of ``bar`` ticks."""
+    length = Fraction(bar, TICKS)
+    unit = default_unit_length(Meter(str(length), length.numerator, length.denominator))
+    return int(unit * TICKS)
 
 
 class _Machine:
