@@ -83,6 +83,8 @@ def last_note(text: str) -> tuple[str, str]:
 
 
 def assert_valid(text: str) -> None:
+    lines = text.split("\n")[:-1]
+    assert all(line.strip(" \t`") for line in lines), f"a blank line ends an ABC tune: {text!r}"
     report = check_text(text)
     assert report.ok and report.bars_checked > 0, (text, report.to_dict())
     assert all(bar.exact for bar in report.mid_section_bars)

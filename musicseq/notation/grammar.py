@@ -79,7 +79,8 @@ octaves, acc   octave marks and accidental of the note being written
 ch_first,ch_n  chord: its duration (first note) and notes so far; grace: notes so far
 need_note      a slur, broken rhythm or tuplet waits for its note
 prev           class of the previous character (space, newline, note end, tie, bar, ...)
-col            line column, saturated: 0 line start, 1 one letter, 2 more
+col            line column, saturated: 0 line start, 1 one letter, 2 more, 3 only spaces
+               (no blank line: ABC ends a tune there)
 after_bar      nothing but spaces since the last bar token
 closing        :meth:`TuneGrammar.close` was called
 part, part_phase, pfirst, bar_in_part, pickup, ending, end_len, end_bars
@@ -190,6 +191,9 @@ LOWER, REST, IS_TONIC = 1, 2, 4
 # Previous-character classes.
 P_OTHER, P_NEWLINE, P_SPACE, P_NOTE, P_TIE, P_BAR, P_INVISIBLE = range(7)
 P_LPAREN, P_RPAREN, P_BROKEN, P_DECO, P_GRACE, P_TUPLET = range(7, 13)
+# Line columns (COL): 0 line start, 1 one letter (a field's "K:" would follow), 2 more,
+# BLANK only spaces so far.
+BLANK = 3
 # Form part phases.
 PART_START, PART_BODY, PART_DONE = range(3)
 # Header fields.
@@ -511,7 +515,12 @@ class _Machine:
             col = s[COL]
             new = self._body(s, ch)
             if new is not None and new[PHASE] >= READY:
-                new[COL] = 0 if ch == "\n" else (1 if col == 0 and ch.isalpha() else 2)
+                if ch == "\n":
+                    new[COL] = 0
+                elif ch in " \t`":
+                    new[COL] = BLANK if col in (0, BLANK) else 2
+                else:
+                    new[COL] = 1 if col == 0 and ch.isalpha() else 2
         out = tuple(new) if new is not None else None
         if cache:
             if len(self.step_cache) > 200_000:
@@ -796,6 +805,7 @@ class _Machine:
             if (
                 (ch == "\\" and "\n" not in self.chars)
                 or prev == P_NEWLINE
+                or (ch == "\n" and s[COL] == BLANK)  # a blank line would end the tune
                 or s[TUP_LEFT]
                 or (s[NEED_NOTE] and not s[BROKEN_])  # "A>\nB" is in the corpus
             ):
