@@ -239,7 +239,7 @@ def generate_constrained(
     import tensorflow as tf
 
     from musicseq.models import step_function
-    from musicseq.notation.grammar import END, GrammarError, TuneGrammar
+    from musicseq.notation.grammar import END, GrammarError, TuneGrammar, plain_style
 
     config.validate()
     check_prime(config.prime, vocab)
@@ -294,7 +294,7 @@ def generate_constrained(
                 continue
             if i >= config.max_len - reserve:
                 grammar.close()
-            options = grammar.allowed()
+            options = plain_style(grammar.allowed(), grammar.text)
             ids = [char_ids[c] for c in options if c in char_ids] + (
                 [EOT] if END in options else []
             )

@@ -1579,3 +1579,38 @@ __all__ = [
     "SUFFIXES",
     "TuneGrammar",
 ]
+
+
+# --- the plain style used for generation -------------------------------------------------------
+
+# What the grammar accepts is what the corpus writes; what a model is allowed to write when
+# generating is a plainer subset of it: no annotations or chord symbols, no "!...!"
+# decorations, no decoration letters but the roll (~) and staccato (.), no inline or body
+# fields, no line continuations, tabs or back-quotes, single spaces only. Models trained on
+# the corpus otherwise spend their characters on column alignment and annotations.
+_NOTE_HEADS = frozenset("^_=ABCDEFGabcdefg")
+_BEFORE_A_NOTE = frozenset(".~({")  # decorations, slur or tuplet openings, grace notes
+_PLAIN_BANNED = frozenset('"!\\\t`') | frozenset("HIJKLMNOPQRSTUVWhijklmnopqrstuvwy")
+
+
+def plain_style(allowed: set[str], text: str) -> set[str]:
+    """``allowed`` narrowed to the plain style for the body of ``text`` (the tune so far).
+
+    The header is left alone. The result may be empty only if ``allowed`` held nothing but
+    banned characters (the caller then ends the tune with :meth:`TuneGrammar.completion`).
+    """
+    body = text.find("\nK:")
+    if body < 0 or "\n" not in text[body + 1 :]:
+        return allowed  # still in the header
+    last = text[-1:]
+    plain = {c for c in allowed if c not in _PLAIN_BANNED}
+    if not plain & _NOTE_HEADS:  # the bar is full: nothing that must be followed by a note
+        plain -= _BEFORE_A_NOTE
+    if last in ".~":  # one decoration, then its note
+        notes = {c for c in plain if c in _NOTE_HEADS}
+        plain = notes or plain
+    if last in (" ", "\n"):
+        plain.discard(" ")
+    if last == "\n":
+        plain.discard("\n")
+    return plain
