@@ -133,8 +133,16 @@ class TuneSet(list):
             shape = (
                 f"{form.label} ({'+'.join(map(str, form.bars_per_section))})" if form.valid else "-"
             )
-            cells = [str(i), tune.title, tune.meter, tune.key, str(len(tune.check().bars)), shape,
-                     "yes" if form.ends_on_tonic else "no", "ok" if tune.check().ok else "issues"]  # fmt: skip
+            cells = [
+                str(i),
+                tune.title,
+                tune.meter,
+                tune.key,
+                str(len(tune.check().bars)),
+                shape,
+                "yes" if form.ends_on_tonic else "no",
+                "ok" if tune.check().ok else "issues",
+            ]
             rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
         header = [
             "#",
@@ -238,5 +246,5 @@ def load_tunes(path: str | Path) -> TuneSet:
 
     result = parse_tunebook(decode_bytes(Path(path).read_bytes()), str(path))
     return TuneSet(
-        Tune(t.text(), source=str(path), number=i) for i, t in enumerate(result.tunes, start=1)
+        Tune(t.text, source=str(path), number=i) for i, t in enumerate(result.tunes, start=1)
     )

@@ -346,7 +346,7 @@ def cmd_render(args) -> int:
             for index, tune in enumerate(parsed.tunes, start=1):
                 stem = file.stem if len(parsed.tunes) == 1 else f"{file.stem}-{index:03d}"
                 path = Path(tmp) / f"{_safe_name(stem)}.abc"
-                path.write_text(tune.text(), encoding="ascii")
+                path.write_text(tune.text, encoding="ascii")
                 paths.append(path)
         if not paths:
             raise UserError("no renderable tunes in the given files")

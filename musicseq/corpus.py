@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from musicseq.errors import UserError
-from musicseq.notation import ParseResult, Tune, decode_bytes, parse_tunebook
+from musicseq.notation import ParsedTune, ParseResult, decode_bytes, parse_tunebook
 
 SPLITS = ("train", "validation", "test")
 # Fractions of tunes per split, by content hash: 90% / 5% / 5%.
@@ -104,11 +104,11 @@ def parse_files(files: list[Path]) -> ParseResult:
     return result
 
 
-def content_hash(tune: Tune) -> str:
+def content_hash(tune: ParsedTune) -> str:
     return hashlib.sha1(tune.content_text().encode("ascii")).hexdigest()
 
 
-def split_of(tune: Tune) -> str:
+def split_of(tune: ParsedTune) -> str:
     """train / validation / test, from the tune's content alone (stable under additions)."""
     fraction = int(content_hash(tune)[:8], 16) / 0x1_0000_0000
     if fraction < SPLIT_BOUNDS[0]:
@@ -116,8 +116,8 @@ def split_of(tune: Tune) -> str:
     return "validation" if fraction < SPLIT_BOUNDS[1] else "test"
 
 
-def split_tunes(tunes: list[Tune]) -> dict[str, list[Tune]]:
-    splits: dict[str, list[Tune]] = {name: [] for name in SPLITS}
+def split_tunes(tunes: list[ParsedTune]) -> dict[str, list[ParsedTune]]:
+    splits: dict[str, list[ParsedTune]] = {name: [] for name in SPLITS}
     for tune in tunes:
         splits[split_of(tune)].append(tune)
     return splits
@@ -127,12 +127,12 @@ def split_tunes(tunes: list[Tune]) -> dict[str, list[Tune]]:
 class Corpus:
     """Tunes per split plus what was rejected on the way."""
 
-    splits: dict[str, list[Tune]]
+    splits: dict[str, list[ParsedTune]]
     errors: list = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
 
     def texts(self, split: str) -> list[str]:
-        return [t.text() for t in self.splits[split]]
+        return [t.text for t in self.splits[split]]
 
 
 def build_corpus(files: list[Path]) -> Corpus:
@@ -164,7 +164,7 @@ def write_corpus(corpus: Corpus, out_dir: str | os.PathLike, describe: dict | No
     }
     payloads = {}
     for name in SPLITS:
-        text = "\n".join(t.text() for t in corpus.splits[name])
+        text = "\n".join(t.text for t in corpus.splits[name])
         data = text.encode("ascii")
         payloads[f"{name}.abc"] = data
         manifest["splits"][name] = {
@@ -202,7 +202,7 @@ def is_corpus_dir(path: Path) -> bool:
 
 
 def load_split(data: str | os.PathLike, split: str) -> list[str]:
-    """Tune texts of one split from a built corpus directory or any ``.abc`` file/dir.
+    """ParsedTune texts of one split from a built corpus directory or any ``.abc`` file/dir.
 
     For raw ``.abc`` input the same content-hash split is applied on the fly.
     """
@@ -213,7 +213,7 @@ def load_split(data: str | os.PathLike, split: str) -> list[str]:
         file = path / f"{split}.abc"
         if not file.is_file():
             raise UserError(f"corpus at {path} has no {split}.abc; rebuild it with `musicseq data`")
-        return [t.text() for t in read_tunebook(file).tunes]
+        return [t.text for t in read_tunebook(file).tunes]
     corpus = build_corpus(find_abc_files(path))
     return corpus.texts(split)
 

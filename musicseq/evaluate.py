@@ -364,8 +364,12 @@ def form_figure(report: dict):
     for index, (title, shares) in enumerate(sets):
         other = 1 - sum(v for k, v in shares.items() if k in labels and k != "other")
         values = [shares.get(k, 0.0) if k != "other" else other for k in labels]
-        ax.bar([i + (index - len(names) / 2) * width for i in range(len(labels))], values, width,
-               label=title)  # fmt: skip
+        ax.bar(
+            [i + (index - len(names) / 2) * width for i in range(len(labels))],
+            values,
+            width,
+            label=title,
+        )
     ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=8)
     ax.set_ylabel("share of tunes")
     ax.set_title("form labels (parts in played order; a repeated part appears twice)")

@@ -53,8 +53,14 @@ def _run(args: list[str], timeout: float) -> str:
     """
     with tempfile.TemporaryFile() as output:
         try:
-            subprocess.run(args, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                           timeout=timeout, check=False)  # fmt: skip
+            subprocess.run(
+                args,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                timeout=timeout,
+                check=False,
+            )
         except subprocess.TimeoutExpired as exc:
             raise RenderError(f"{Path(args[0]).name} timed out after {timeout:.0f} s") from exc
         except OSError as exc:
@@ -146,8 +152,19 @@ def midi_to_wav(
     if exe:
         with tempfile.TemporaryDirectory(prefix="musicseq-") as tmp_dir:
             raw = Path(tmp_dir) / "raw.wav"
-            args = [exe, "-ni", "-q", "-g", "1.0", "-r", str(sample_rate), "-F", str(raw),
-                    str(soundfont_path()), str(midi_path)]  # fmt: skip
+            args = [
+                exe,
+                "-ni",
+                "-q",
+                "-g",
+                "1.0",
+                "-r",
+                str(sample_rate),
+                "-F",
+                str(raw),
+                str(soundfont_path()),
+                str(midi_path),
+            ]
             output = _run(args, timeout)
             if not raw.exists() or raw.stat().st_size <= 44:
                 raise RenderError(f"fluidsynth wrote no audio: {_summary(output)}")

@@ -141,8 +141,10 @@ def text_heatmap_html(text: str, values: np.ndarray, title: str) -> str:
         r, g, b = (int(255 * c) for c in _colour(value))
         shown = "⏎<br>" if ch == "\n" else html.escape(ch).replace(" ", "&nbsp;")
         spans.append(f'<span style="background: rgb({r},{g},{b})">{shown}</span>')
-    return (f"<h4>{html.escape(title)}</h4><div style='font-family: monospace; line-height: 1.6'>"
-            f"{''.join(spans)}</div>")  # fmt: skip
+    return (
+        f"<h4>{html.escape(title)}</h4><div style='font-family: monospace; line-height: 1.6'>"
+        f"{''.join(spans)}</div>"
+    )
 
 
 def text_heatmap_png(text: str, values: np.ndarray, title: str, path: Path) -> None:
@@ -185,8 +187,13 @@ def inspect_recurrent(
     activations = hidden_states(model, model_config, vocab, text)  # (chars, units)
     features = char_features(text)
     ranked = rank_units(activations, features)
-    result = {"kind": model_config.kind, "units": int(activations.shape[1]), "characters": len(text),
-              "features": list(FEATURES), "ranking": ranked}  # fmt: skip
+    result = {
+        "kind": model_config.kind,
+        "units": int(activations.shape[1]),
+        "characters": len(text),
+        "features": list(FEATURES),
+        "ranking": ranked,
+    }
     pages = []
     for feature, units in ranked.items():
         for entry in units[:top]:
@@ -254,8 +261,13 @@ def _head_scores(weights: np.ndarray, bar_lines: list[int], layer: int, head: in
                 if key < previous[-1]:
                     back.append(weights[query, key])
     uniform = float(np.mean([1.0 / (q + 1) for q in range(weights.shape[0])]))
-    return {"layer": layer, "head": head, "previous_bar_line": float(np.mean(to_bar)) if to_bar else 0.0,
-            "one_bar_back": float(np.mean(back)) if back else 0.0, "uniform_baseline": uniform}  # fmt: skip
+    return {
+        "layer": layer,
+        "head": head,
+        "previous_bar_line": float(np.mean(to_bar)) if to_bar else 0.0,
+        "one_bar_back": float(np.mean(back)) if back else 0.0,
+        "uniform_baseline": uniform,
+    }
 
 
 def inspect_model(model_dir, tune_file, out_dir, top: int = 3, log=print) -> dict:
@@ -272,7 +284,7 @@ def inspect_model(model_dir, tune_file, out_dir, top: int = 3, log=print) -> dic
         raise UserError(
             f"no usable tune in {path}" + (f": {parsed.errors[0]}" if parsed.errors else "")
         )
-    text = parsed.tunes[0].text()
+    text = parsed.tunes[0].text
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if model_config.kind == "transformer":

@@ -57,8 +57,15 @@ def main() -> None:
         keras.optimizers.Adam(2e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
     started = time.monotonic()
-    history = model.fit(training_dataset(stream, 100, 64, args.seed), steps_per_epoch=200, epochs=100_000,
-                        validation_data=val, callbacks=[Budget(args.minutes * 60)], verbose=2, shuffle=False)  # fmt: skip
+    history = model.fit(
+        training_dataset(stream, 100, 64, args.seed),
+        steps_per_epoch=200,
+        epochs=100_000,
+        validation_data=val,
+        callbacks=[Budget(args.minutes * 60)],
+        verbose=2,
+        shuffle=False,
+    )
     seconds = time.monotonic() - started
     steps = int(model.optimizer.iterations.numpy())
     loss = held_out_loss(

@@ -106,8 +106,13 @@ TORCH_RUN = textwrap.dedent(
 
 def run(code: str, payload) -> dict:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-c", code, json.dumps(payload)], capture_output=True, text=True,
-                          env=env, timeout=3600)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(payload)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=3600,
+    )
     if done.returncode:
         raise RuntimeError(done.stderr[-2000:])
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -154,8 +159,17 @@ def main() -> None:
             try:
                 import torch  # noqa: F401
 
-                row["torch"] = run(TORCH_RUN, [overrides["units"], overrides.get("embedding_dim", 64), batch, seq,
-                                               args.steps, args.warmup])  # fmt: skip
+                row["torch"] = run(
+                    TORCH_RUN,
+                    [
+                        overrides["units"],
+                        overrides.get("embedding_dim", 64),
+                        batch,
+                        seq,
+                        args.steps,
+                        args.warmup,
+                    ],
+                )
             except ImportError:
                 pass
         rows.append(row)
@@ -177,12 +191,21 @@ def main() -> None:
         torch_speed = row.get("torch", {}).get("tokens_per_second")
         lines.append(
             f"| {row['name']} (batch {row['batch']}, seq {row['seq']}) | {ours:,.0f} | "
-            + (f"{keras_speed:,.0f}" if keras_speed else "—") + " | "
-            + (f"{torch_speed:,.0f}" if torch_speed else "not installed" if row["name"].startswith("lstm") else "—")
-            + " | " + (f"{ours / keras_speed:.2f}×" if keras_speed else "—")
-            + " | " + (f"{ours / torch_speed:.2f}×" if torch_speed else "—")
+            + (f"{keras_speed:,.0f}" if keras_speed else "—")
+            + " | "
+            + (
+                f"{torch_speed:,.0f}"
+                if torch_speed
+                else "not installed"
+                if row["name"].startswith("lstm")
+                else "—"
+            )
+            + " | "
+            + (f"{ours / keras_speed:.2f}×" if keras_speed else "—")
+            + " | "
+            + (f"{ours / torch_speed:.2f}×" if torch_speed else "—")
             + f" | {row['musicseq']['peak_mb']:,.0f} |"
-        )  # fmt: skip
+        )
     lines += [
         "",
         f"tf.data training pipeline alone (batch 32 × 100, default corpus): {pipeline:,.0f} tokens/s.",

@@ -36,7 +36,7 @@ def run_text(text: str, name: str) -> None:
     for error in result.errors:
         assert str(error).startswith(f"{name}:"), str(error)
     for tune in result.tunes:
-        check_text(tune.text())
+        check_text(tune.text)
     check_text(text)
 
 
@@ -47,7 +47,7 @@ def main() -> int:
     args = parser.parse_args()
     rng = random.Random(args.seed)
     real = (Path(__file__).resolve().parent.parent / "tests" / "data" / "irish.abc").read_text()
-    tunes = [t.text() for t in parse_tunebook(real).tunes]
+    tunes = [t.text for t in parse_tunebook(real).tunes]
     counts: dict[str, int] = {}
     slowest = (0.0, "")  # the case that used most of its budget
     over_budget = []

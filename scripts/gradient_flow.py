@@ -38,8 +38,13 @@ WINDOW = 100
 def clipped_run(stream, vocab, clipnorm, steps, seed):
     """Loss and global gradient norm per step for an IRNN at a high learning rate."""
     keras.utils.set_random_seed(seed)
-    config = ModelConfig(kind="rnn_scratch", vocab_size=len(vocab), units=128,
-                         activation="relu", recurrent_initializer="identity")  # fmt: skip
+    config = ModelConfig(
+        kind="rnn_scratch",
+        vocab_size=len(vocab),
+        units=128,
+        activation="relu",
+        recurrent_initializer="identity",
+    )
     model = build_model(config)
     optimizer = keras.optimizers.Adam(1e-2, clipnorm=clipnorm)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -82,13 +87,21 @@ def main() -> None:
         model = build_model(config)
         before = state_gradient_norms(model, config, windows)
         compile_model(model, dataclasses.replace(TrainConfig(), learning_rate=2e-3))
-        model.fit(training_dataset(train_stream, WINDOW, 32, args.seed), steps_per_epoch=args.steps,
-                  epochs=1, verbose=0, shuffle=False)  # fmt: skip
+        model.fit(
+            training_dataset(train_stream, WINDOW, 32, args.seed),
+            steps_per_epoch=args.steps,
+            epochs=1,
+            verbose=0,
+            shuffle=False,
+        )
         after = state_gradient_norms(model, config, windows)
         results["kinds"][kind] = {"init": before.tolist(), "trained": after.tolist()}
-        print(f"{kind:12s} ||dL/dh|| at distance 0/10/50/99: init "
-              + " ".join(f"{before[d]:.2e}" for d in (0, 10, 50, 99))
-              + " | trained " + " ".join(f"{after[d]:.2e}" for d in (0, 10, 50, 99)))  # fmt: skip
+        print(
+            f"{kind:12s} ||dL/dh|| at distance 0/10/50/99: init "
+            + " ".join(f"{before[d]:.2e}" for d in (0, 10, 50, 99))
+            + " | trained "
+            + " ".join(f"{after[d]:.2e}" for d in (0, 10, 50, 99))
+        )
 
     clip_steps = 300
     results["clipping"] = {}

@@ -37,8 +37,11 @@ def main() -> None:
     parser.add_argument("--data", default="data/abc")
     parser.add_argument("--baseline", type=Path, default=ROOT / "docs" / "baseline_lstm.json")
     parser.add_argument("--command", help="training command, when musicseq.json does not record it")
-    parser.add_argument("--card-only", action="store_true",
-                        help="rewrite MODEL_CARD.md from the existing metrics.json (no evaluation)")  # fmt: skip
+    parser.add_argument(
+        "--card-only",
+        action="store_true",
+        help="rewrite MODEL_CARD.md from the existing metrics.json (no evaluation)",
+    )
     args = parser.parse_args()
     model_dir = args.model_dir
     if args.card_only:
@@ -48,8 +51,15 @@ def main() -> None:
         )
         return
     shutil.rmtree(model_dir / "checkpoint", ignore_errors=True)  # not shipped
-    report = evaluate_model(model_dir, model_dir / "evaluation", data=args.data, num=args.num, seed=args.seed,
-                            temperature=args.temperature, constrain=True)  # fmt: skip
+    report = evaluate_model(
+        model_dir,
+        model_dir / "evaluation",
+        data=args.data,
+        num=args.num,
+        seed=args.seed,
+        temperature=args.temperature,
+        constrain=True,
+    )
     test, train = load_split(args.data, "test"), load_split(args.data, "train")
     ngram = {n: KneserNey(n).fit(train).nats_per_char(test) for n in range(3, 9)}
     best_order = min(ngram, key=ngram.get)
@@ -97,7 +107,7 @@ def main() -> None:
                 )
             }
             for k in ("unconstrained", "constrained")
-        },  # fmt: skip
+        },
         "training_tokens": history["tokens"],
         "training_steps": history["steps"],
         "training_seconds": history["seconds"],
@@ -113,12 +123,16 @@ def main() -> None:
 
 def describe(config) -> str:
     if config.kind == "transformer":
-        return (f"decoder-only Transformer ({config.num_layers} pre-norm blocks of width {config.units}, "
-                f"{config.num_heads} heads, context {config.context} characters, {config.positional} positions, "
-                f"dropout {config.dropout})")  # fmt: skip
+        return (
+            f"decoder-only Transformer ({config.num_layers} pre-norm blocks of width {config.units}, "
+            f"{config.num_heads} heads, context {config.context} characters, {config.positional} positions, "
+            f"dropout {config.dropout})"
+        )
     layers = f"{config.num_layers} layers of " if config.num_layers > 1 else ""
-    return (f"{config.kind.upper()} ({layers}{config.units} units, embedding {config.embedding_dim}, "
-            f"dropout {config.dropout})")  # fmt: skip
+    return (
+        f"{config.kind.upper()} ({layers}{config.units} units, embedding {config.embedding_dim}, "
+        f"dropout {config.dropout})"
+    )
 
 
 # Why each shipped model is what it is: written by hand, next to the measured numbers.
@@ -271,9 +285,11 @@ def card(model_dir: Path, m: dict, config) -> str:
             f"| Kneser-Ney character {order}-gram | {value:.4f} | {100 * (1 - m['test_nats_per_char'] / value):.1f}% |"
         )
     if base:
-        lines.append(f"| plain one-layer `keras.layers.LSTM(512)`, same wall-clock budget "
-                     f"({base['minutes_budget']:.0f} min, `scripts/baseline_lstm.py`) | {base['test_nats_per_char']:.4f} | "
-                     f"{m['improvement_over_baseline_lstm_pct']:.1f}% |")  # fmt: skip
+        lines.append(
+            f"| plain one-layer `keras.layers.LSTM(512)`, same wall-clock budget "
+            f"({base['minutes_budget']:.0f} min, `scripts/baseline_lstm.py`) | {base['test_nats_per_char']:.4f} | "
+            f"{m['improvement_over_baseline_lstm_pct']:.1f}% |"
+        )
     lines += [
         "",
         f"Generated tunes ({g_c['tunes']} each way, `musicseq evaluate --constrain`, temperature 1.0):",

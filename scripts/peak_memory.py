@@ -45,11 +45,20 @@ def main() -> int:
     rows.append(
         f"| {args.label} | `{' '.join(command)}` | {seconds:.0f} | {peak_mb:,.0f} | {status} |"
     )
-    write_section("memory", "\n".join([
-        "## Peak memory (`python scripts/peak_memory.py`)", "",
-        "Largest resident set of any process of the command, and its wall time.", "",
-        "| what | command | seconds | peak MB | exit |", "|---|---|---:|---:|---:|", *rows,
-    ]))  # fmt: skip
+    write_section(
+        "memory",
+        "\n".join(
+            [
+                "## Peak memory (`python scripts/peak_memory.py`)",
+                "",
+                "Largest resident set of any process of the command, and its wall time.",
+                "",
+                "| what | command | seconds | peak MB | exit |",
+                "|---|---|---:|---:|---:|",
+                *rows,
+            ]
+        ),
+    )
     return status
 
 

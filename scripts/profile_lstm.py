@@ -73,8 +73,11 @@ def main() -> None:
     x = tf.constant(np.random.default_rng(0).integers(3, V, size=(B, T)), tf.int32)
     y = tf.roll(x, -1, axis=1)
     rows = []
-    for label, layer_cls, xla in (("keras.layers.LSTM", keras.layers.LSTM, False),
-                                  ("FusedLSTM", FusedLSTM, False), ("FusedLSTM + XLA", FusedLSTM, True)):  # fmt: skip
+    for label, layer_cls, xla in (
+        ("keras.layers.LSTM", keras.layers.LSTM, False),
+        ("FusedLSTM", FusedLSTM, False),
+        ("FusedLSTM + XLA", FusedLSTM, True),
+    ):
         times = time_steps(layer_cls, xla, x, y)
         rows.append((label, *times))
         print(label, [f"{t * 1000:.0f} ms" for t in times])

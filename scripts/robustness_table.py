@@ -21,8 +21,13 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
 
 
 def run(*args: str) -> tuple[int, str]:
-    done = subprocess.run([sys.executable, "-m", "musicseq", *args], capture_output=True, text=True, env=ENV,
-                          timeout=600)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "musicseq", *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=600,
+    )
     lines = [
         line
         for line in done.stderr.splitlines()
@@ -43,8 +48,23 @@ def main() -> None:
         t = Path(tmp)
         three = ROOT / "tests" / "data" / "three.abc"
         model = t / "model"
-        run("train", "--data", str(three), "--out", str(model), "--steps", "3", "--units", "16",
-            "--seq-len", "32", "--batch-size", "4", "--quiet", "--no-tensorboard")  # fmt: skip
+        run(
+            "train",
+            "--data",
+            str(three),
+            "--out",
+            str(model),
+            "--steps",
+            "3",
+            "--units",
+            "16",
+            "--seq-len",
+            "32",
+            "--batch-size",
+            "4",
+            "--quiet",
+            "--no-tensorboard",
+        )
         (t / "empty.abc").write_text("")
         (t / "binary.abc").write_bytes(bytes(range(256)) * 10)
         (t / "noabc").mkdir()
@@ -173,8 +193,13 @@ def main() -> None:
     ]
     lines += ["", *fault_table()]
     target = ROOT / "docs" / "robustness.md"
-    fuzz = subprocess.run([sys.executable, str(ROOT / "scripts" / "fuzz.py")], capture_output=True, text=True,
-                          env=ENV, timeout=1200)  # fmt: skip
+    fuzz = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "fuzz.py")],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=1200,
+    )
     lines += ["", "## Fuzz run (`python scripts/fuzz.py`)", "", "```", fuzz.stdout.strip(), "```"]
     target.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -231,11 +256,28 @@ FAULTS = {
 
 def fault_table() -> list[str]:
     """Run the fault tests and report each: what was done to the run and what was lost."""
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider",
-                           "tests/test_resume.py", "tests/test_precision.py",
-                           "tests/test_distribute.py::test_sigkill_then_rerun_resumes_from_the_checkpoint"],
-                          capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=1800)  # fmt: skip
-    passed = {line.split("::", 1)[1] for line in done.stdout.splitlines() if line.startswith("PASSED ")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-rA",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_resume.py",
+            "tests/test_precision.py",
+            "tests/test_distribute.py::test_sigkill_then_rerun_resumes_from_the_checkpoint",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=ENV,
+        timeout=1800,
+    )
+    passed = {
+        line.split("::", 1)[1] for line in done.stdout.splitlines() if line.startswith("PASSED ")
+    }
     lines = [
         "## Faults: kills, precision modes, changed budgets",
         "",

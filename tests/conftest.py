@@ -39,5 +39,9 @@ def run_cli(*args, cwd=None, timeout=300):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(Path(__file__).parent.parent))
     return subprocess.run(
         [sys.executable, "-m", "musicseq", *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=env,
+    )

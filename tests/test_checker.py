@@ -173,5 +173,5 @@ def test_events_follow_the_walk():
         (BAR, "|]", ""),
         (BAR, "", ""),  # the end of the body
     ]
-    report = check_text(tune.text())
+    report = check_text(tune.text)
     assert [b.duration for b in report.bars] == [F(1, 2), F(3, 4), F(1, 2)]

@@ -84,8 +84,22 @@ def test_data_command_writes_corpus(capsys, tmp_path, data_dir):
 @pytest.mark.slow
 def test_end_to_end_in_a_subprocess(tmp_path, data_dir):
     model = tmp_path / "model"
-    done = run_cli("train", "--data", data_dir / "three.abc", "--out", model, "--steps", "20",
-                   "--units", "32", "--seq-len", "32", "--batch-size", "8", "--quiet")  # fmt: skip
+    done = run_cli(
+        "train",
+        "--data",
+        data_dir / "three.abc",
+        "--out",
+        model,
+        "--steps",
+        "20",
+        "--units",
+        "32",
+        "--seq-len",
+        "32",
+        "--batch-size",
+        "8",
+        "--quiet",
+    )
     assert done.returncode == 0, done.stderr
     assert "nats/char" in done.stdout
     recorded = json.loads((model / "musicseq.json").read_text())["command"]
@@ -93,8 +107,21 @@ def test_end_to_end_in_a_subprocess(tmp_path, data_dir):
         "--batch-size 8 --quiet"
     )
     out = tmp_path / "gen"
-    done = run_cli("generate", model, "--num", "2", "--seed", "3", "--max-len", "200",
-                   "--prime", "X:1\nT:Test\nM:6/8\nL:1/8\nK:G\nGAG GAB|ABA ABd|", "--render", "--out", out)  # fmt: skip
+    done = run_cli(
+        "generate",
+        model,
+        "--num",
+        "2",
+        "--seed",
+        "3",
+        "--max-len",
+        "200",
+        "--prime",
+        "X:1\nT:Test\nM:6/8\nL:1/8\nK:G\nGAG GAB|ABA ABd|",
+        "--render",
+        "--out",
+        out,
+    )
     assert done.returncode == 0, done.stderr
     assert "tune  title" in done.stdout and "Test" in done.stdout
     assert sorted(p.name for p in out.glob("*.abc")) == ["tune_001.abc", "tune_002.abc"]
@@ -118,8 +145,26 @@ def test_generate_controls_are_checked_before_the_model_is_loaded(capsys, tmp_pa
 
 def test_generate_with_header_shortcuts_and_export(capsys, tmp_path, tiny_model_dir):
     out = tmp_path / "g"
-    argv = ["generate", str(tiny_model_dir), "--out", str(out), "--num", "2", "--max-len", "40",
-            "--meter", "6/8", "--key", "G", "--title", "The Kesh", "--top-k", "5", "--top-p", "0.9"]  # fmt: skip
+    argv = [
+        "generate",
+        str(tiny_model_dir),
+        "--out",
+        str(out),
+        "--num",
+        "2",
+        "--max-len",
+        "40",
+        "--meter",
+        "6/8",
+        "--key",
+        "G",
+        "--title",
+        "The Kesh",
+        "--top-k",
+        "5",
+        "--top-p",
+        "0.9",
+    ]
     assert main(argv) == 0
     texts = [p.read_text() for p in sorted(out.iterdir())]
     assert [p.name for p in sorted(out.iterdir())] == ["tune_001.abc", "tune_002.abc"]

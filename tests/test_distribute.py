@@ -39,8 +39,13 @@ MIRRORED = textwrap.dedent(
 
 @pytest.mark.slow
 def test_mirrored_two_replicas_matches_single_device(tmp_path, data_dir):
-    done = subprocess.run([sys.executable, "-c", MIRRORED, str(data_dir / "irish.abc"), str(tmp_path)],
-                          capture_output=True, text=True, timeout=300, env=ENV)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", MIRRORED, str(data_dir / "irish.abc"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "MirroredStrategy with 2 replica(s): batch 4 per replica, 8 global" in done.stderr
     runs = json.loads(done.stdout.strip().splitlines()[-1])
@@ -69,9 +74,28 @@ def test_multi_worker_two_local_workers_end_with_identical_weights(tmp_path, dat
                     {"cluster": cluster, "task": {"type": "worker", "index": index}}
                 ),
             )
-            args = [sys.executable, "-m", "musicseq", "train", "--strategy", "multi_worker", "--data",
-                    str(data_dir / "three.abc"), "--out", str(tmp_path / "model"), "--steps", "6",
-                    "--units", "16", "--seq-len", "32", "--batch-size", "4", "--quiet", "--no-tensorboard"]  # fmt: skip
+            args = [
+                sys.executable,
+                "-m",
+                "musicseq",
+                "train",
+                "--strategy",
+                "multi_worker",
+                "--data",
+                str(data_dir / "three.abc"),
+                "--out",
+                str(tmp_path / "model"),
+                "--steps",
+                "6",
+                "--units",
+                "16",
+                "--seq-len",
+                "32",
+                "--batch-size",
+                "4",
+                "--quiet",
+                "--no-tensorboard",
+            ]
             procs.append(
                 subprocess.Popen(
                     args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
@@ -94,9 +118,31 @@ def test_multi_worker_two_local_workers_end_with_identical_weights(tmp_path, dat
 @pytest.mark.slow
 def test_sigkill_then_rerun_resumes_from_the_checkpoint(tmp_path, data_dir):
     out = tmp_path / "model"
-    args = [sys.executable, "-m", "musicseq", "train", "--data", str(data_dir / "irish.abc"), "--out", str(out),
-            "--steps", "600", "--steps-per-epoch", "200", "--save-every", "25", "--units", "64",
-            "--seq-len", "64", "--batch-size", "16", "--quiet", "--seed", "1"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "musicseq",
+        "train",
+        "--data",
+        str(data_dir / "irish.abc"),
+        "--out",
+        str(out),
+        "--steps",
+        "600",
+        "--steps-per-epoch",
+        "200",
+        "--save-every",
+        "25",
+        "--units",
+        "64",
+        "--seq-len",
+        "64",
+        "--batch-size",
+        "16",
+        "--quiet",
+        "--seed",
+        "1",
+    ]
     proc = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
     )

@@ -72,7 +72,7 @@ def test_held_out_loss_equals_the_mean_cross_entropy_over_whole_tunes(tiny_model
 def test_copy_rate_detects_a_copied_tune(data_dir):
     from musicseq.notation import parse_tunebook
 
-    tunes = [t.text() for t in parse_tunebook((data_dir / "irish.abc").read_text()).tunes[:50]]
+    tunes = [t.text for t in parse_tunebook((data_dir / "irish.abc").read_text()).tunes[:50]]
     index = CopyIndex(tunes[:40])
     assert index.copies(tunes[3])
     assert not any(
@@ -90,14 +90,31 @@ def test_total_variation():
 
 def test_evaluate_writes_every_report_field(tiny_model_dir, data_dir, tmp_path):
     out = tmp_path / "eval"
-    report = evaluate_model(tiny_model_dir, out, data=data_dir / "irish.abc", num=4, max_len=300,
-                            constrain=True, log=lambda _m: None)  # fmt: skip
+    report = evaluate_model(
+        tiny_model_dir,
+        out,
+        data=data_dir / "irish.abc",
+        num=4,
+        max_len=300,
+        constrain=True,
+        log=lambda _m: None,
+    )
     saved = json.loads((out / "report.json").read_text())
     assert saved["held_out"]["nats_per_char"] == report["held_out"]["nats_per_char"] > 0
     for name in ("unconstrained", "constrained"):
-        for field in ("midi_with_notes_pct", "valid_headers_pct", "mid_section_bars_exact_pct",
-                      "tunes_all_bars_exact_pct", "mean_bars", "copy_rate_pct", "meters", "keys",
-                      "meter_distance_tv", "key_distance_tv", "generation_seconds"):  # fmt: skip
+        for field in (
+            "midi_with_notes_pct",
+            "valid_headers_pct",
+            "mid_section_bars_exact_pct",
+            "tunes_all_bars_exact_pct",
+            "mean_bars",
+            "copy_rate_pct",
+            "meters",
+            "keys",
+            "meter_distance_tv",
+            "key_distance_tv",
+            "generation_seconds",
+        ):
             assert field in saved[name], (name, field)
     assert saved["constrained"]["valid_headers_pct"] == 100.0
     assert {"report.md", "loss.png", "distributions.png"} <= {p.name for p in out.iterdir()}

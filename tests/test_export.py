@@ -37,9 +37,16 @@ def kind_models(tmp_path_factory, data_dir):
     dirs = {}
     for kind in MODEL_KINDS:
         out = tmp_path_factory.mktemp(kind)
-        train(data_dir / "three.abc", out,
-              ModelConfig(kind=kind, units=16, embedding_dim=8, num_heads=2, context=32, vocab_size=1),
-              TrainConfig(seq_len=32, batch_size=4, steps=3, seed=0), log=lambda _m: None, verbose=0)  # fmt: skip
+        train(
+            data_dir / "three.abc",
+            out,
+            ModelConfig(
+                kind=kind, units=16, embedding_dim=8, num_heads=2, context=32, vocab_size=1
+            ),
+            TrainConfig(seq_len=32, batch_size=4, steps=3, seed=0),
+            log=lambda _m: None,
+            verbose=0,
+        )
         dirs[kind] = out
     return dirs
 

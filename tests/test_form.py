@@ -223,9 +223,15 @@ def test_explicit_key_accidentals_and_no_key():
 
 @pytest.mark.parametrize(
     "key, last, on_tonic",
-    [("Ador", "A", True), ("Edor", "E", True), ("Gmix", "G", True), ("Am", "A", True),
-     ("Ador", "G", False), ("G", "E", False)],
-)  # fmt: skip
+    [
+        ("Ador", "A", True),
+        ("Edor", "E", True),
+        ("Gmix", "G", True),
+        ("Am", "A", True),
+        ("Ador", "G", False),
+        ("G", "E", False),
+    ],
+)
 def test_ends_on_tonic_in_modes(key, last, on_tonic):
     form = analyze(f"X:1\nM:2/4\nL:1/8\nK:{key}\nABcd|efgf|ed c2|{last}4|]\n")
     assert form.ends_on_tonic is on_tonic

@@ -120,7 +120,7 @@ def corpus_dir(tmp_path_factory) -> Path:
 
 def acceptance(corpus_dir: Path, split: str) -> tuple[float, list[str]]:
     tunes = parse_tunebook((corpus_dir / f"{split}.abc").read_text()).tunes
-    texts = [t.text() for t in tunes if check_text(t.text()).ok]
+    texts = [t.text for t in tunes if check_text(t.text).ok]
     rejected = []
     for text in texts:
         at = first_rejection(text)

@@ -17,7 +17,11 @@ def _imports() -> dict[str, set[str]]:
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         found = set()
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("musicseq"):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.startswith("musicseq")
+            ):
                 found.add(node.module)
                 found.update(f"{node.module}.{a.name}" for a in node.names)
             elif isinstance(node, ast.Import):
@@ -72,9 +76,12 @@ def test_notebook_backend_survives_plots(tmp_path, data_dir):
 
 
 def test_abc_tools_do_not_import_tensorflow():
-    code = ("import sys, musicseq, musicseq.notation.checker, musicseq.notation.form, "
-            "musicseq.notation.grammar, musicseq.corpus, musicseq.config; "
-            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")  # fmt: skip
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=PACKAGE.parent, timeout=60)  # fmt: skip
+    code = (
+        "import sys, musicseq, musicseq.notation.checker, musicseq.notation.form, "
+        "musicseq.notation.grammar, musicseq.corpus, musicseq.config; "
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent, timeout=60
+    )
     assert done.stdout.split() == ["False", "False"], done.stderr

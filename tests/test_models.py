@@ -102,15 +102,34 @@ def test_causal_attention_matches_keras_multi_head_attention():
     heads, key_dim = 4, 4
     mine = CausalSelfAttention(heads, key_dim)
     mine.build(x.shape)
-    mine.set_weights([w.astype(np.float32) for w in (rng.normal(size=(16, 48)) * 0.3, rng.normal(size=48) * 0.1,
-                                                       rng.normal(size=(16, 16)) * 0.3, rng.normal(size=16) * 0.1)])  # fmt: skip
+    mine.set_weights(
+        [
+            w.astype(np.float32)
+            for w in (
+                rng.normal(size=(16, 48)) * 0.3,
+                rng.normal(size=48) * 0.1,
+                rng.normal(size=(16, 16)) * 0.3,
+                rng.normal(size=16) * 0.1,
+            )
+        ]
+    )
     qkv, qkv_b, out, out_b = mine.get_weights()
     mha = keras.layers.MultiHeadAttention(heads, key_dim)
     mha(x, x, use_causal_mask=True)
     qkv = qkv.reshape(16, 3, heads, key_dim)
     qkv_b = qkv_b.reshape(3, heads, key_dim)
-    mha.set_weights([qkv[:, 0], qkv_b[0], qkv[:, 1], qkv_b[1], qkv[:, 2], qkv_b[2],
-                     out.reshape(heads, key_dim, 16), out_b])  # fmt: skip
+    mha.set_weights(
+        [
+            qkv[:, 0],
+            qkv_b[0],
+            qkv[:, 1],
+            qkv_b[1],
+            qkv[:, 2],
+            qkv_b[2],
+            out.reshape(heads, key_dim, 16),
+            out_b,
+        ]
+    )
     np.testing.assert_allclose(mine(x).numpy(), mha(x, x, use_causal_mask=True).numpy(), atol=1e-5)
 
 

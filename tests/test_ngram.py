@@ -6,7 +6,7 @@ from musicseq.ngram import BOUNDARY, KneserNey
 def test_probabilities_sum_to_one_and_higher_orders_fit_better(data_dir):
     from musicseq.notation import parse_tunebook
 
-    tunes = [t.text() for t in parse_tunebook((data_dir / "irish.abc").read_text()).tunes]
+    tunes = [t.text for t in parse_tunebook((data_dir / "irish.abc").read_text()).tunes]
     train, test = tunes[:700], tunes[700:]
     model = KneserNey(5).fit(train)
     for context in ("K:D\n", "|:AB", "zz"):

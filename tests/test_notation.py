@@ -47,7 +47,7 @@ def test_normalisation_drops_metadata_comments_lyrics_and_blank_lines():
         "X:3\nT:Tune  \nC:Composer\nZ:transcriber\nN:a note\nR:reel\nM:C|\nQ:1/4=120\nK:D % key\n"
         "ABcd|  \n\n%comment\nw:la la\ndefg|]\nW:words\n"
     )
-    assert tune.text() == "X:3\nT:Tune\nR:reel\nM:C|\nQ:1/4=120\nK:D\nABcd|\ndefg|]\n"
+    assert tune.text == "X:3\nT:Tune\nR:reel\nM:C|\nQ:1/4=120\nK:D\nABcd|\ndefg|]\n"
 
 
 def test_header_fields_and_defaults():

@@ -71,7 +71,10 @@ CUSTOM_STEP = textwrap.dedent(
 def test_every_kind_trains_generates_evaluates_and_exports(precision, tmp_path, data_dir):
     done = subprocess.run(
         [sys.executable, "-c", EVERY_KIND, str(data_dir / "irish.abc"), str(tmp_path), precision],
-        capture_output=True, text=True, timeout=600, env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=ENV,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(done.stdout.strip().splitlines()[-1])
@@ -90,10 +93,16 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_custom_multi_worker_step_scales_the_loss_under_float16(tmp_path, data_dir):
-    config = {"cluster": {"worker": [f"127.0.0.1:{_free_port()}"]}, "task": {"type": "worker", "index": 0}}
+    config = {
+        "cluster": {"worker": [f"127.0.0.1:{_free_port()}"]},
+        "task": {"type": "worker", "index": 0},
+    }
     done = subprocess.run(
         [sys.executable, "-c", CUSTOM_STEP, str(data_dir / "irish.abc"), str(tmp_path / "m")],
-        capture_output=True, text=True, timeout=300, env=dict(ENV, TF_CONFIG=json.dumps(config)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(ENV, TF_CONFIG=json.dumps(config)),
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "CollectiveAllReduceStrategy with 1 replica" in done.stderr, done.stderr[-2000:]

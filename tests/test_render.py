@@ -11,7 +11,7 @@ def kesh(tmp_path, data_dir):
 
     tune = parse_tunebook((data_dir / "three.abc").read_text(), "three.abc").tunes[0]
     path = tmp_path / "kesh.abc"
-    path.write_text(tune.text())
+    path.write_text(tune.text)
     return path
 
 

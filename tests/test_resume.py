@@ -70,8 +70,13 @@ CRASHES = textwrap.dedent(
 
 @pytest.mark.slow
 def test_resume_after_a_crash_is_bit_identical(tmp_path, data_dir):
-    done = subprocess.run([sys.executable, "-c", CRASHES, str(data_dir / "irish.abc"), str(tmp_path)],
-                          capture_output=True, text=True, timeout=600, env=ENV)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", CRASHES, str(data_dir / "irish.abc"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=ENV,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(done.stdout.strip().splitlines()[-1])
     for kind in ("gru", "transformer"):
@@ -86,25 +91,64 @@ def test_resume_after_a_crash_is_bit_identical(tmp_path, data_dir):
 
 
 def _cli_train(out: Path, data: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "musicseq", "train", "--data", str(data), "--out", str(out),
-            "--model", "gru", "--units", "16", "--embedding-dim", "8", "--dropout", "0.2",
-            "--seq-len", "32", "--batch-size", "8", "--steps", "240", "--steps-per-epoch", "60",
-            "--save-every", "7", "--seed", "2", "--deterministic", "--quiet", "--no-tensorboard",
-            *extra]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "musicseq",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--model",
+        "gru",
+        "--units",
+        "16",
+        "--embedding-dim",
+        "8",
+        "--dropout",
+        "0.2",
+        "--seq-len",
+        "32",
+        "--batch-size",
+        "8",
+        "--steps",
+        "240",
+        "--steps-per-epoch",
+        "60",
+        "--save-every",
+        "7",
+        "--seed",
+        "2",
+        "--deterministic",
+        "--quiet",
+        "--no-tensorboard",
+        *extra,
+    ]
 
 
 @pytest.mark.slow
 def test_sigkill_twice_then_resume_matches_an_uninterrupted_run(tmp_path, data_dir):
     data = data_dir / "irish.abc"
-    straight = subprocess.run(_cli_train(tmp_path / "straight", data), capture_output=True,
-                              text=True, timeout=300, env=ENV)  # fmt: skip
+    straight = subprocess.run(
+        _cli_train(tmp_path / "straight", data),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+    )
     assert straight.returncode == 0, straight.stderr[-2000:]
     out = tmp_path / "killed"
     state_file = out / "checkpoint" / "state.json"
     resumed_at = []
     for threshold in (30, 130):  # killed in epoch 1, then again in epoch 3
-        proc = subprocess.Popen(_cli_train(out, data), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=ENV)  # fmt: skip
+        proc = subprocess.Popen(
+            _cli_train(out, data),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+        )
         try:
             deadline = time.monotonic() + 240
             while time.monotonic() < deadline and proc.poll() is None:
@@ -124,7 +168,9 @@ def test_sigkill_twice_then_resume_matches_an_uninterrupted_run(tmp_path, data_d
         assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
         if "resuming from" in stdout:
             resumed_at.append(stdout)
-    done = subprocess.run(_cli_train(out, data), capture_output=True, text=True, timeout=300, env=ENV)
+    done = subprocess.run(
+        _cli_train(out, data), capture_output=True, text=True, timeout=300, env=ENV
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "resuming from" in done.stdout and len(resumed_at) == 1  # the 2nd run resumed too
     digest = lambda text: text.split("weights sha256 ")[-1].strip()  # noqa: E731
@@ -145,8 +191,11 @@ def test_checkpoints_are_written_once_per_step(tmp_path, data_dir, monkeypatch):
 
     steps = []
     write = training.Checkpointer.save
-    monkeypatch.setattr(training.Checkpointer, "save",
-                        lambda self, model, state: (steps.append(state.step), write(self, model, state)))  # fmt: skip
+    monkeypatch.setattr(
+        training.Checkpointer,
+        "save",
+        lambda self, model, state: (steps.append(state.step), write(self, model, state)),
+    )
     _tiny(data_dir / "three.abc", tmp_path / "m", steps=20, steps_per_epoch=10, save_every=5)
     assert steps == [5, 10, 15, 20]  # the epoch ends (10, 20) are not written twice
 
@@ -180,8 +229,14 @@ def test_one_budget_at_a_time():
 
 
 def test_time_budget_with_a_cosine_schedule_estimates_its_steps(tmp_path, data_dir):
-    history, _ = _tiny(data_dir / "irish.abc", tmp_path / "m", minutes=0.25,
-                       steps_per_epoch=40, lr_schedule="cosine", warmup_steps=5)  # fmt: skip
+    history, _ = _tiny(
+        data_dir / "irish.abc",
+        tmp_path / "m",
+        minutes=0.25,
+        steps_per_epoch=40,
+        lr_schedule="cosine",
+        warmup_steps=5,
+    )
     steps, planned = history["steps"], history["planned_steps"]
     assert steps > 40 and 0.5 * steps < planned < 2 * steps, (steps, planned)
     rates = history["learning_rate"]
@@ -196,8 +251,15 @@ def test_early_stopping_keeps_the_best_weights(tmp_path, data_dir):
     from musicseq.modeldir import load_model_dir
 
     data = data_dir / "irish.abc"
-    history, _ = _tiny(data, tmp_path / "m", epochs=30, steps_per_epoch=5, learning_rate=3.0,
-                       clipnorm=None, early_stopping=1)  # fmt: skip
+    history, _ = _tiny(
+        data,
+        tmp_path / "m",
+        epochs=30,
+        steps_per_epoch=5,
+        learning_rate=3.0,
+        clipnorm=None,
+        early_stopping=1,
+    )
     best = min(history["val_loss"])
     assert history["val_loss"][-1] > best and history["best_val_loss"] == best
     model, _, vocab = load_model_dir(tmp_path / "m")

@@ -43,7 +43,7 @@ def test_every_truncation_of_real_tunes(data_dir):
     for cut in range(len(text)):
         result = parse_tunebook(text[:cut], "cut.abc")
         for tune in result.tunes:
-            check_text(tune.text())
+            check_text(tune.text)
 
 
 def test_good_tunes_survive_bad_neighbours(tmp_path, data_dir):
@@ -135,8 +135,11 @@ def test_full_disk_while_writing_leaves_nothing_half_written(
 
     monkeypatch.setattr(fileio.os, "fsync", full)
     out = tmp_path / "g"
-    _one_line(capsys, ["generate", str(tiny_model_dir), "--out", str(out), "--num", "2", "--max-len", "20"],
-              "No space left on device")  # fmt: skip
+    _one_line(
+        capsys,
+        ["generate", str(tiny_model_dir), "--out", str(out), "--num", "2", "--max-len", "20"],
+        "No space left on device",
+    )
     assert list(out.iterdir()) == []  # no partial or temporary files
 
 

@@ -28,8 +28,16 @@ def shipped(request):
 def test_shipped_files_are_all_there_and_small(name):
     model_dir = ROOT / "saved_models" / name
     names = {p.name for p in model_dir.iterdir()}
-    assert {"model.keras", "musicseq.json", "vocab.json", "history.json", "loss.png", "metrics.json",
-            "savedmodel", "MODEL_CARD.md"} <= names  # fmt: skip
+    assert {
+        "model.keras",
+        "musicseq.json",
+        "vocab.json",
+        "history.json",
+        "loss.png",
+        "metrics.json",
+        "savedmodel",
+        "MODEL_CARD.md",
+    } <= names
     for path in model_dir.rglob("*"):
         if path.is_file():
             assert path.stat().st_size < 25 * 2**20, path
@@ -92,6 +100,10 @@ def test_savedmodel_answers_without_musicseq(name):
         print("ok")
         """
     )
-    done = subprocess.run([sys.executable, "-c", code, str(ROOT / "saved_models" / name / "savedmodel")], capture_output=True,
-                          text=True, timeout=180)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT / "saved_models" / name / "savedmodel")],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]

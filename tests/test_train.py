@@ -94,15 +94,28 @@ def test_tensorboard_logs_and_checkpoint_are_written(tiny_model_dir):
 
 
 def test_cosine_schedule_warms_up_then_decays(tmp_path, data_dir):
-    history = _train(data_dir / "three.abc", tmp_path / "m", "gru", seq_len=32, batch_size=4, steps=40,
-                     steps_per_epoch=5, lr_schedule="cosine", warmup_steps=10)  # fmt: skip
+    history = _train(
+        data_dir / "three.abc",
+        tmp_path / "m",
+        "gru",
+        seq_len=32,
+        batch_size=4,
+        steps=40,
+        steps_per_epoch=5,
+        lr_schedule="cosine",
+        warmup_steps=10,
+    )
     lr = history["learning_rate"]
     assert lr[0] < lr[1] and lr[-1] < lr[2] and max(lr) <= 2e-3 + 1e-9
 
 
 def test_rerun_of_a_finished_run_does_not_train_again(tmp_path, data_dir):
-    args = (data_dir / "three.abc", tmp_path / "m", ModelConfig(kind="lstm", units=8, embedding_dim=4, vocab_size=1),
-            TrainConfig(seq_len=16, batch_size=4, steps=6, seed=0, tensorboard=False))  # fmt: skip
+    args = (
+        data_dir / "three.abc",
+        tmp_path / "m",
+        ModelConfig(kind="lstm", units=8, embedding_dim=4, vocab_size=1),
+        TrainConfig(seq_len=16, batch_size=4, steps=6, seed=0, tensorboard=False),
+    )
     first = train(*args, log=lambda _m: None, verbose=0)
     again = train(*args, log=lambda _m: None, verbose=0)
     assert (

@@ -57,9 +57,16 @@ def test_transformer_attention_maps(tmp_path, data_dir):
     from musicseq.train import train
 
     model_dir = tmp_path / "tf"
-    train(data_dir / "three.abc", model_dir,
-          ModelConfig(kind="transformer", units=16, num_layers=2, num_heads=2, context=64, vocab_size=1),
-          TrainConfig(batch_size=4, steps=2, seed=0, tensorboard=False), log=lambda _m: None, verbose=0)  # fmt: skip
+    train(
+        data_dir / "three.abc",
+        model_dir,
+        ModelConfig(
+            kind="transformer", units=16, num_layers=2, num_heads=2, context=64, vocab_size=1
+        ),
+        TrainConfig(batch_size=4, steps=2, seed=0, tensorboard=False),
+        log=lambda _m: None,
+        verbose=0,
+    )
     out = tmp_path / "att"
     assert (
         main(["inspect", str(model_dir), "--tune", str(data_dir / "three.abc"), "--out", str(out)])

@@ -86,8 +86,15 @@ def _lstm_core(x, h0, c0, kernel, recurrent_kernel, bias):
             dh = dh + d_outputs[t]
             tc = tf.tanh(C[t])
             dc = dc + dh * o * (1.0 - tc * tc)
-            dz = tf.concat([dc * g * i * (1.0 - i), dc * C_prev[t] * f * (1.0 - f),
-                            dc * i * (1.0 - g * g), dh * tc * o * (1.0 - o)], axis=-1)  # fmt: skip
+            dz = tf.concat(
+                [
+                    dc * g * i * (1.0 - i),
+                    dc * C_prev[t] * f * (1.0 - f),
+                    dc * i * (1.0 - g * g),
+                    dh * tc * o * (1.0 - o),
+                ],
+                axis=-1,
+            )
             return (tf.matmul(dz, w_t), dc * f), dz
 
         DZ, (dh0, dc0) = _reverse_scan(back, steps, (d_h, d_c))  # DZ: (time, batch, 4 units)
@@ -108,8 +115,14 @@ def fused_lstm(x, h0, c0, kernel, recurrent_kernel, bias):
     """
     if bias is None:
         bias = tf.zeros([tf.shape(kernel)[1]], x.dtype)
-    return _lstm_core(x, h0, c0, tf.convert_to_tensor(kernel), tf.convert_to_tensor(recurrent_kernel),
-                      tf.convert_to_tensor(bias))  # fmt: skip
+    return _lstm_core(
+        x,
+        h0,
+        c0,
+        tf.convert_to_tensor(kernel),
+        tf.convert_to_tensor(recurrent_kernel),
+        tf.convert_to_tensor(bias),
+    )
 
 
 @tf.custom_gradient
@@ -174,8 +187,14 @@ def fused_gru(x, h0, kernel, recurrent_kernel, bias):
     else:
         bias = tf.convert_to_tensor(bias)
         input_bias, recurrent_bias = bias[0], bias[1]
-    return _gru_core(x, h0, tf.convert_to_tensor(kernel), tf.convert_to_tensor(recurrent_kernel),
-                     input_bias, recurrent_bias)  # fmt: skip
+    return _gru_core(
+        x,
+        h0,
+        tf.convert_to_tensor(kernel),
+        tf.convert_to_tensor(recurrent_kernel),
+        input_bias,
+        recurrent_bias,
+    )
 
 
 def _fast_path_ok(layer, mask, training) -> bool:
@@ -200,8 +219,14 @@ class FusedLSTM(keras.layers.LSTM):
         if not _fast_path_ok(self, mask, training):
             return super().inner_loop(sequences, initial_state, mask, training)
         cell = self.cell
-        outputs, h, c = fused_lstm(sequences, initial_state[0], initial_state[1], cell.kernel,
-                                   cell.recurrent_kernel, cell.bias if cell.use_bias else None)  # fmt: skip
+        outputs, h, c = fused_lstm(
+            sequences,
+            initial_state[0],
+            initial_state[1],
+            cell.kernel,
+            cell.recurrent_kernel,
+            cell.bias if cell.use_bias else None,
+        )
         return h, outputs, [h, c]
 
 
@@ -214,6 +239,7 @@ class FusedGRU(keras.layers.GRU):
             return super().inner_loop(sequences, initial_state, mask, training)
         cell = self.cell
         h0 = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
-        outputs, h = fused_gru(sequences, h0, cell.kernel, cell.recurrent_kernel,
-                               cell.bias if cell.use_bias else None)  # fmt: skip
+        outputs, h = fused_gru(
+            sequences, h0, cell.kernel, cell.recurrent_kernel, cell.bias if cell.use_bias else None
+        )
         return h, outputs, [h]

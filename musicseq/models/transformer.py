@@ -74,9 +74,13 @@ class TokenAndPosition(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"vocab_size": self.vocab_size, "dim": self.dim, "context": self.context,
-             "positional": self.positional}
-        )  # fmt: skip
+            {
+                "vocab_size": self.vocab_size,
+                "dim": self.dim,
+                "context": self.context,
+                "positional": self.positional,
+            }
+        )
         return config
 
 
@@ -143,7 +147,9 @@ class CausalSelfAttention(keras.layers.Layer):
 
     def step(self, x, cache_k, cache_v, position):
         """One new position: ``x`` (batch, 1, dim) at ``position``; returns (out, cache_k, cache_v)."""
-        q, k, v = self._heads(ops.matmul(x, self._w(self.qkv_kernel)) + self._w(self.qkv_bias))  # (b, h, 1, d_k)
+        q, k, v = self._heads(
+            ops.matmul(x, self._w(self.qkv_kernel)) + self._w(self.qkv_bias)
+        )  # (b, h, 1, d_k)
         context = ops.shape(cache_k)[2]
         here = ops.reshape(ops.equal(ops.arange(context), position), (1, 1, context, 1))
         cache_k = ops.where(here, k, cache_k)  # write this position's key and value

@@ -20,7 +20,7 @@ from musicseq.notation.durations import TICKS, broken_factors, is_compound, tupl
 from musicseq.notation.durations import length_multiplier as _multiplier
 from musicseq.notation.tunebook import (
     ABCError,
-    Tune,
+    ParsedTune,
     parse_key,
     parse_length,
     parse_meter,
@@ -129,7 +129,7 @@ def check_text(text: str) -> CheckReport:
     return check_tune(tune)
 
 
-def check_tune(tune: Tune) -> CheckReport:
+def check_tune(tune: ParsedTune) -> CheckReport:
     report = CheckReport()
     report.headers_ok = _check_headers(tune, report)
     try:
@@ -142,7 +142,7 @@ def check_tune(tune: Tune) -> CheckReport:
     return report
 
 
-def _check_headers(tune: Tune, report: CheckReport) -> bool:
+def _check_headers(tune: ParsedTune, report: CheckReport) -> bool:
     ok = True
     names = [k for k, _ in tune.headers]
     if not names or names[0] != "X":
@@ -229,7 +229,7 @@ class _BodyChecker:
                     self.bar_length,
                     opens_section=self.section_open,
                     closes_section=closes_section,
-                )  # fmt: skip
+                )
             )
             self.section_open = opens_next
         elif closes_section and self.report.bars:
@@ -586,16 +586,16 @@ def bar_positions(text: str) -> list[float]:
     for number, column, ticks, bar in trace:
         starts[(number, column)] = float(Fraction(ticks) / TICKS / bar) if bar else 0.0
     values = []
-    for number, line in enumerate(tune.text().split("\n"), start=1):
+    for number, line in enumerate(tune.text.split("\n"), start=1):
         current = 0.0
         for column in range(len(line)):
             current = starts.get((number, column), current)
             values.append(current)
         values.append(current)  # the newline
-    return values[: len(tune.text())]
+    return values[: len(tune.text)]
 
 
-def tune_events(tune: Tune) -> list[tuple]:
+def tune_events(tune: ParsedTune) -> list[tuple]:
     """The music of a parsed tune as the walk's raw events (see :class:`_BodyChecker`).
 
     One walk and one duration model with the checker: bars close exactly where its bars do.

@@ -60,7 +60,7 @@ from typing import NamedTuple
 
 from musicseq.notation.checker import BAR, CHORD, FIELD, NOTE, REST, TIE, tune_events
 from musicseq.notation.durations import TICKS
-from musicseq.notation.tunebook import ABCError, Tune, parse_key, parse_meter, parse_tune
+from musicseq.notation.tunebook import ABCError, ParsedTune, parse_key, parse_meter, parse_tune
 
 # Two sections are nearly equal when at least this share of bar positions hold equal bars.
 NEAR_EQUAL = 0.75
@@ -236,7 +236,7 @@ def bar_kind(token: str) -> str:
     return "plain"
 
 
-def walk_events(tune: str | Tune) -> list[Event]:
+def walk_events(tune: str | ParsedTune) -> list[Event]:
     """The melody of one tune as notes, rests, bar lines and field changes, in written order.
 
     Pitches apply the key signature of the key in force and explicit accidentals, which
@@ -572,7 +572,7 @@ def meter_name(text: str) -> str:
     return "none" if meter.free else f"{meter.numerator}/{meter.denominator}"
 
 
-def analyze(text: str | Tune) -> TuneForm:
+def analyze(text: str | ParsedTune) -> TuneForm:
     """Form and melodic figures of one tune (ABC text from ``X:``, or a parsed tune).
 
     Never raises: a tune that cannot be read, or has no notes, gives ``valid=False``.
@@ -585,7 +585,7 @@ def analyze(text: str | Tune) -> TuneForm:
         return TuneForm(valid=False, error=f"internal error: {type(exc).__name__}: {exc}")
 
 
-def _analyze(text: str | Tune) -> TuneForm:
+def _analyze(text: str | ParsedTune) -> TuneForm:
     tune = parse_tune(text) if isinstance(text, str) else text
     events = walk_events(tune)
     bars = _bars(events)
@@ -693,7 +693,7 @@ def _analyze(text: str | Tune) -> TuneForm:
 # --- populations ------------------------------------------------------------------------------
 
 
-def _forms(items: Iterable[str | Tune | TuneForm]) -> list[TuneForm]:
+def _forms(items: Iterable[str | ParsedTune | TuneForm]) -> list[TuneForm]:
     return [item if isinstance(item, TuneForm) else analyze(item) for item in items]
 
 
@@ -707,7 +707,7 @@ def _ratio(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
 
-def summarize(items: Iterable[str | Tune | TuneForm], top: int = 8) -> dict:
+def summarize(items: Iterable[str | ParsedTune | TuneForm], top: int = 8) -> dict:
     """Population figures of many tunes (texts, parsed tunes or :class:`TuneForm`).
 
     Shares of tunes: ``repeat_marks``, ``all_sections_8_or_16``, ``aabb_8`` (label AABB, both
@@ -828,7 +828,7 @@ def format_comparison(rows: list[tuple[str, object, object, float | None]]) -> s
     return "\n".join(lines)
 
 
-def form_distribution(items: Iterable[str | Tune | TuneForm]) -> dict[str, dict[str, float]]:
+def form_distribution(items: Iterable[str | ParsedTune | TuneForm]) -> dict[str, dict[str, float]]:
     """``{meter: {form_key: probability}}`` over valid tunes (see :attr:`TuneForm.form_key`).
 
     Meters are normalised (``C`` → ``4/4``, ``C|`` → ``2/2``); keys within a meter are in

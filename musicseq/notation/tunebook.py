@@ -75,8 +75,11 @@ class Meter:
 
 
 @dataclass(frozen=True)
-class Tune:
-    """One tune: its ordered header fields, its body lines and where it came from."""
+class ParsedTune:
+    """One parsed tune: its ordered header fields, its body lines and where it came from.
+
+    (The notebook's :class:`musicseq.api.Tune` wraps a tune's text for display and audio.)
+    """
 
     headers: tuple[tuple[str, str], ...]
     body: tuple[str, ...]
@@ -108,6 +111,7 @@ class Tune:
     def key(self) -> str:
         return self.get("K", "") or ""
 
+    @property
     def text(self) -> str:
         """The tune as ABC text, one field or body line per line, ending in a newline."""
         lines = [f"{k}:{v}" for k, v in self.headers] + list(self.body)
@@ -208,7 +212,7 @@ def _preamble_error(text: str, source: str) -> ABCError | None:
     return None
 
 
-def parse_tune(text: str, source: str = "<string>", line: int = 1) -> Tune:
+def parse_tune(text: str, source: str = "<string>", line: int = 1) -> ParsedTune:
     """Parse and normalise one tune's text (starting at ``X:``).
 
     Normalisation drops comments, ``%%`` directives, metadata fields (Z: N: B: S: H: D: F:
@@ -276,7 +280,7 @@ def parse_tune(text: str, source: str = "<string>", line: int = 1) -> Tune:
         raise MissingKeyError(source, line)
     if not any(not _FIELD_RE.match(b) for b in body):
         raise EmptyBodyError(source, line)
-    return Tune(headers=tuple(headers), body=tuple(body), source=source, line=line)
+    return ParsedTune(headers=tuple(headers), body=tuple(body), source=source, line=line)
 
 
 def _check_field(name: str, value: str, source: str, number: int) -> None:
@@ -295,7 +299,7 @@ def _check_field(name: str, value: str, source: str, number: int) -> None:
 class ParseResult:
     """Tunes and errors found in one or more tunebooks."""
 
-    tunes: list[Tune] = field(default_factory=list)
+    tunes: list[ParsedTune] = field(default_factory=list)
     errors: list[ABCError] = field(default_factory=list)
 
     def extend(self, other: ParseResult) -> None:
@@ -342,7 +346,7 @@ def decode_bytes(data: bytes) -> str:
 _BAR_RE = re.compile(r"(?:\[\d|:*\|+\]?:*\d*|:{2,})")
 
 
-def count_bars(tune: Tune) -> int:
+def count_bars(tune: ParsedTune) -> int:
     """Bar lines in the body (``|``, ``||``, ``|:``, ``:|``, ``::``, ``|]`` each count once)."""
     count = 0
     for line in tune.body:
