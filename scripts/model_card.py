@@ -108,6 +108,9 @@ def main() -> None:
             }
             for k in ("unconstrained", "constrained")
         },
+        "form": {k: report[k]["form"] for k in ("unconstrained", "constrained")},
+        "reference_form": report["reference_form"],
+        "test_bits_per_note": report["held_out"]["bits_per_note"],
         "training_tokens": history["tokens"],
         "training_steps": history["steps"],
         "training_seconds": history["seconds"],
@@ -224,6 +227,70 @@ def _met(value: float, target: float, lower_is_better: bool = False) -> str:
     return "met" if ok else f"**missed** by {abs(value - target):.1f} points"
 
 
+def form_section(m: dict) -> list[str]:
+    """Form figures of both generated sets beside the corpus test split's, and the form
+    targets (issue: tunes with folk form) for the constrained set."""
+    from musicseq.notation.form import compare, profile_overlap, show_figure
+
+    if "form" not in m:
+        return []
+    ref = m["reference_form"]
+    rows = {k: compare(m["form"][k], ref) for k in ("unconstrained", "constrained")}
+    lines = [
+        "## Form, beside the corpus",
+        "",
+        f"The same {m['generated']['constrained']['tunes']} tunes each way, analysed by "
+        "`musicseq.notation.form` beside the corpus's test split (tunes written by people). "
+        "Distance: |generated − corpus|; for the distributions 1 − overlap.",
+        "",
+        "| figure | corpus | unconstrained | distance | `--constrain` | distance |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for i, (name, _, r, _) in enumerate(rows["unconstrained"]):
+        cells = [show_figure(name, r)]
+        for k in ("unconstrained", "constrained"):
+            _, g, _, d = rows[k][i]
+            cells += [show_figure(name, g), "-" if d is None else f"{d:.3f}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    c, g_c = m["form"]["constrained"], m["generated"]["constrained"]
+    overlap = profile_overlap(c["pitch_class_profile"], ref["pitch_class_profile"])
+
+    def within(name):
+        gap = abs(c[name] - ref[name])
+        return "met" if gap <= 0.05 else f"**missed** by {gap - 0.05:.3f}"
+
+    def at_least(value, target, unit="%", scale=100):
+        shown = f"{scale * value:.1f}{unit}"
+        if value >= target:
+            return f"{shown}: met"
+        return f"{shown}: **missed** by {scale * (target - value):.1f}{' points' if unit == '%' else ''}"
+
+    lines += [
+        "",
+        "Targets with `--constrain` (default settings: `--form auto`, `--bars 8`, `--cadence tonic`):",
+        "",
+        f"- tunes with repeat marks ≥ 90% of the corpus's share ({100 * 0.9 * ref['repeat_marks']:.1f}%): "
+        + at_least(c["repeat_marks"], 0.9 * ref["repeat_marks"]),
+        f"- tunes whose parts are all 8 or 16 bars ≥ the corpus's share ({100 * ref['all_sections_8_or_16']:.1f}%): "
+        + at_least(c["all_sections_8_or_16"], ref["all_sections_8_or_16"]),
+        "- ends on the tonic ≥ 95%: " + at_least(c["ends_on_tonic"], 0.95),
+        f"- exact bar repetition within ±0.05 of the corpus ({c['bar_repetition']:.3f} vs "
+        f"{ref['bar_repetition']:.3f}): " + within("bar_repetition"),
+        f"- bar i = bar i−4 within ±0.05 of the corpus ({c['bar_minus_4']:.3f} vs "
+        f"{ref['bar_minus_4']:.3f}): " + within("bar_minus_4"),
+        "- pitch-class overlap with the corpus ≥ 0.95: "
+        + (
+            f"{overlap:.3f}: met"
+            if overlap >= 0.95
+            else f"{overlap:.3f}: **missed** by {0.95 - overlap:.3f}"
+        ),
+        f"- abc2midi converts 100%: {g_c['midi_with_notes_pct']:.1f}%; every mid-section bar exact in "
+        f"100%: {g_c['tunes_all_bars_exact_pct']:.1f}%; copy rate ≤ 2%: {g_c['copy_rate_pct']:.1f}%",
+        "",
+    ]
+    return lines
+
+
 def card(model_dir: Path, m: dict, config) -> str:
     g_u, g_c = m["generated"]["unconstrained"], m["generated"]["constrained"]
     best = m["ngram_best"]
@@ -275,7 +342,9 @@ def card(model_dir: Path, m: dict, config) -> str:
         f"## Results (`python scripts/model_card.py saved_models/{model_dir.name}`)",
         "",
         f"Held-out loss, test split, whole tunes: **{m['test_nats_per_char']:.4f} nats/char** "
-        f"({m['test_bits_per_char']:.4f} bits/char, {m['test_tunes']} tunes).",
+        f"({m['test_bits_per_char']:.4f} bits/char"
+        + (f", {m['test_bits_per_note']:.3f} bits per note" if "test_bits_per_note" in m else "")
+        + f", {m['test_tunes']} tunes).",
         "",
         "| reference on the same split | nats/char | this model is lower by |",
         "|---|---:|---:|",
@@ -305,6 +374,7 @@ def card(model_dir: Path, m: dict, config) -> str:
         f"| meter / key distance to the corpus (total variation) | {g_u['meter_distance_tv']:.2f} / {g_u['key_distance_tv']:.2f} | {g_c['meter_distance_tv']:.2f} / {g_c['key_distance_tv']:.2f} | |",
         f"| generation speed (characters/s, batch of {g_c['tunes']}) | {g_u['characters_per_second']:,.0f} | {g_c['characters_per_second']:,.0f} | |",
         "",
+        *form_section(m),
         "## Targets, plainly",
         "",
         f"- Beat the best Kneser-Ney n-gram (orders 3–8; best: order {best['order']}, {best['nats_per_char']:.4f}) "

@@ -100,7 +100,7 @@ def test_decode_utf16_and_latin1():
 
 def test_count_bars():
     tune = parse_tune('X:1\nM:4/4\nK:G\n|:"G|D"ABcd|efga:|\n|1 abc2|]\n')
-    assert count_bars(tune) == 5
+    assert count_bars(tune) == 3  # ABcd, efga and the ending abc2 (bar lines: 5)
 
 
 def test_mit_lab_corpus_is_804_tunes_no_fragments(data_dir):

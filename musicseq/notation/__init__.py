@@ -1,5 +1,6 @@
 """Pure-Python ABC notation: tunebooks, header fields, normalisation and typed errors."""
 
+from musicseq.notation.checker import count_bars
 from musicseq.notation.tunebook import (
     ABCError,
     EmptyBodyError,
@@ -10,7 +11,6 @@ from musicseq.notation.tunebook import (
     MissingKeyError,
     ParsedTune,
     ParseResult,
-    count_bars,
     decode_bytes,
     default_unit_length,
     make_header,

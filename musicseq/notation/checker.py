@@ -129,6 +129,11 @@ def check_text(text: str) -> CheckReport:
     return check_tune(tune)
 
 
+def count_bars(tune: ParsedTune) -> int:
+    """Bars with music in them, as the checker closes them (an ending or a pickup is a bar)."""
+    return len(check_tune(tune).bars)
+
+
 def check_tune(tune: ParsedTune) -> CheckReport:
     report = CheckReport()
     report.headers_ok = _check_headers(tune, report)
@@ -608,6 +613,7 @@ def tune_events(tune: ParsedTune) -> list[tuple]:
 
 
 __all__ = [
+    "count_bars",
     "BAR",
     "CHORD",
     "FIELD",

@@ -343,21 +343,6 @@ def decode_bytes(data: bytes) -> str:
         return data.decode("latin-1")
 
 
-_BAR_RE = re.compile(r"(?:\[\d|:*\|+\]?:*\d*|:{2,})")
-
-
-def count_bars(tune: ParsedTune) -> int:
-    """Bar lines in the body (``|``, ``||``, ``|:``, ``:|``, ``::``, ``|]`` each count once)."""
-    count = 0
-    for line in tune.body:
-        if _FIELD_RE.match(line):
-            continue
-        # Chord symbols and annotations may contain '|'; drop them before counting.
-        music = re.sub(r'"[^"]*"', "", line)
-        count += sum(1 for m in _BAR_RE.finditer(music) if "|" in m.group() or "::" in m.group())
-    return count
-
-
 _KEY_RE = re.compile(
     r"^(?P<tonic>[A-G][#b]?)\s*(?P<mode>|m|min|minor|maj|major|ion|ionian|mix|mixolydian|dor|dorian"
     r"|phr|phrygian|lyd|lydian|loc|locrian|aeo|aeolian)$",
