@@ -1,5 +1,5 @@
-# musicseq: every target does its own set-up (virtualenv, Python packages, and
-# abc2midi + fluidsynth from Debian when apt-get is available and we are root).
+# musicseq: every target does its own set-up (virtualenv, Python packages, and the Debian
+# tools of system-deps when apt-get is available and we are root).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -19,16 +19,27 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# abc2midi (Debian: abcmidi) and fluidsynth are optional: without them musicseq
-# falls back to music21 / pretty_midi and says so.
+# Debian tools, each optional, as binary:package. abc2midi and fluidsynth render audio (without
+# them musicseq falls back to music21 / pretty_midi and says so); abcm2ps typesets the scores
+# of `generate --html` and of notebook tunes (without it they say the score could not be
+# typeset); chromium runs the page test in a real browser (without it that test is skipped).
+# Whatever is missing is installed with apt-get when it is available and we are root.
+SYSTEM_TOOLS := abc2midi:abcmidi fluidsynth:fluidsynth abcm2ps:abcm2ps chromium:chromium
+WITHOUT := musicseq falls back to music21/pretty_midi for audio, shows no scores without abcm2ps, and the browser test is skipped without chromium
+
 system-deps:
-	@if command -v abc2midi >/dev/null 2>&1 && command -v fluidsynth >/dev/null 2>&1; then \
+	@missing=""; \
+	for tool in $(SYSTEM_TOOLS); do \
+		command -v "$${tool%%:*}" >/dev/null 2>&1 || missing="$$missing $${tool#*:}"; \
+	done; \
+	if [ -z "$$missing" ]; then \
 		true; \
 	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends abcmidi fluidsynth >/dev/null) \
-		|| echo "notice: could not install abcmidi/fluidsynth; musicseq will use music21/pretty_midi fallbacks"; \
+		echo "installing Debian packages:$$missing"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null) \
+		|| echo "notice: could not install$$missing; $(WITHOUT)"; \
 	else \
-		echo "notice: abc2midi/fluidsynth not found and apt-get unavailable (or not root); musicseq will use music21/pretty_midi fallbacks"; \
+		echo "notice: missing Debian packages:$$missing (apt-get unavailable, or not root); $(WITHOUT)"; \
 	fi
 
 # The demo uses the pretrained model shipped in saved_models/ (no training step).

@@ -4,7 +4,7 @@
     model = ms.load_model("saved_models/folk-transformer")
     tunes = ms.generate(model, num=4, temperature=0.8, seed=1, constrain=True)
     tunes            # a table in a notebook
-    tunes[0]         # title, header, ABC text and an audio player
+    tunes[0]         # title, header, score (abcm2ps), an audio player and the ABC text
     tunes[0].to_wav("tune.wav"); tunes[0].piano_roll()
 
 Rendering is lazy and happens in a scratch directory unless a path is given. No notebook
@@ -108,6 +108,12 @@ class Tune:
             return ""
         return f'<audio controls src="data:audio/wav;base64,{data}"></audio>'
 
+    def score_html(self) -> str:
+        """The score typeset by abcm2ps as inline SVG, or a line saying why there is none."""
+        from musicseq.page import score_html
+
+        return score_html(self.text, label=f"Score of {self.title or 'the tune'}")
+
     def _repr_html_(self) -> str:
         title = html.escape(self.title or "(untitled)")
         header = ""
@@ -118,7 +124,7 @@ class Tune:
         audio = self.audio_html() or "<em>(no audio: the tune could not be rendered)</em>"
         note = f"<p><em>{html.escape(self.error)}</em></p>" if self.error else ""
         return (
-            f"<div><h4>{title}</h4><p>{header}</p>{note}{audio}"
+            f"<div><h4>{title}</h4><p>{header}</p>{note}{self.score_html()}{audio}"
             f"<pre>{html.escape(self.text)}</pre></div>"
         )
 

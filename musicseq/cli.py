@@ -168,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--render", action="store_true", help="also write MIDI and WAV")
     p.add_argument("--no-wav", action="store_true", help="with --render: MIDI only")
+    p.add_argument(
+        "--html",
+        action="store_true",
+        help="also write index.html: each tune's score (typeset by abcm2ps), audio player "
+        "(with --render) and ABC text; works offline",
+    )
 
     p = sub.add_parser(
         "evaluate", help="held-out loss, validity and copying of generated tunes; report + plots"
@@ -274,6 +280,16 @@ def cmd_generate(args) -> int:
     print(f"wrote {len(paths)} tunes to {args.out}")
     if args.render:
         _render_and_report(paths, args.out, wav=not args.no_wav)
+    if args.html:
+        from musicseq.page import write_page
+
+        page = write_page(
+            paths,
+            args.out,
+            heading=f"Tunes from {args.model_dir.resolve().name}",
+            command=getattr(args, "invocation", None),
+        )
+        print(f"wrote {page}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Rendering: ABC → MIDI (abc2midi, else music21) and MIDI → WAV (fluidsynth, else pretty_midi).
+"""Rendering: ABC → MIDI (abc2midi, else music21), MIDI → WAV (fluidsynth, else pretty_midi)
+and ABC → SVG score (abcm2ps; no fallback).
 
 External programs run from an argument list (no shell), with a timeout; a failure raises
 :class:`RenderError` carrying the program's stderr. Every output is written atomically.
@@ -45,7 +46,7 @@ def _notice(key: str, message: str) -> None:
         print(f"notice: {message}", file=sys.stderr)
 
 
-def _run(args: list[str], timeout: float) -> str:
+def _run(args: list[str], timeout: float, cwd: str | Path | None = None) -> str:
     """Run a program (no shell) with a timeout; returns the tail of its stdout + stderr.
 
     Output goes to a temporary file rather than a pipe, so a program that prints without
@@ -60,6 +61,7 @@ def _run(args: list[str], timeout: float) -> str:
                 stdin=subprocess.DEVNULL,
                 timeout=timeout,
                 check=False,
+                cwd=cwd,
             )
         except subprocess.TimeoutExpired as exc:
             raise RenderError(f"{Path(args[0]).name} timed out after {timeout:.0f} s") from exc
@@ -127,6 +129,29 @@ def _music21_to_midi(text: str, midi_path: str | Path) -> None:
         tmp.write_bytes(data)
         if midi_info(tmp).notes == 0:
             raise RenderError("music21 produced a MIDI file without notes")
+
+
+def abc_to_svg(text: str, timeout: float = 30.0) -> str:
+    """Typeset one ABC tune with abcm2ps; returns the SVG document of its score.
+
+    abcm2ps runs in secure mode (``-S``: no file inclusion, no PostScript) inside a scratch
+    directory, so a ``default.fmt`` in the caller's directory cannot restyle the score.
+    Raises :class:`RenderError` when abcm2ps is missing or writes no score (it exits 0 on
+    input without a tune, and 1 on errors it has skipped while still writing one).
+    """
+    exe = shutil.which("abcm2ps")
+    if not exe:
+        message = "abcm2ps not found (Debian package abcm2ps): scores are not typeset"
+        _notice("abcm2ps", message)
+        raise RenderError(message)
+    with tempfile.TemporaryDirectory(prefix="musicseq-score-") as tmp:
+        Path(tmp, "tune.abc").write_text(text, encoding="utf-8", errors="replace")
+        # -g: one SVG per tune (named score001.svg, ...), -q: quiet, -S: secure mode
+        output = _run([exe, "-g", "-q", "-S", "-O", "score.svg", "tune.abc"], timeout, cwd=tmp)
+        scores = sorted(Path(tmp).glob("score*.svg"))
+        if not scores:
+            raise RenderError(f"abcm2ps typeset no score: {_summary(output)}")
+        return scores[0].read_text(encoding="utf-8", errors="replace")
 
 
 def soundfont_path() -> Path:
