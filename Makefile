@@ -46,23 +46,26 @@ system-deps:
 demo: setup
 	$(MUSICSEQ) generate $(SHIPPED) --num 4 --seed 7 --temperature 0.9 --constrain --render --out out/demo
 
-# Reproduces the shipped default model saved_models/folk-transformer (about 50 minutes on a
-# 2-core CPU; a step budget, so the same steps on any machine; re-running after an
-# interruption resumes from its checkpoint). See saved_models/folk-transformer/MODEL_CARD.md.
+# Reproduces the shipped default model (about 50 minutes on a 2-core CPU; a step budget, so
+# the same steps on any machine; re-running after an interruption resumes from its
+# checkpoint) into models/folk-transformer, which `musicseq generate folk-transformer` then
+# finds before the shipped one; `make train OUT=saved_models/folk-transformer` replaces the
+# shipped model itself. See saved_models/folk-transformer/MODEL_CARD.md.
 train: setup
 	$(MUSICSEQ) data
 	$(MUSICSEQ) train --model transformer --units 256 --layers 4 --heads 8 --context 512 \
 		--seq-len 512 --batch-size 16 --embedding-dim 64 --dropout 0.1 --learning-rate 1.5e-3 \
 		--lr-schedule cosine --warmup-steps 100 --steps 1800 --steps-per-epoch 150 \
-		--save-every 150 --seed 2026 --out $(SHIPPED) --quiet
+		--save-every 150 --seed 2026 --out $(or $(OUT),models/folk-transformer) --quiet
 
-# The second shipped model, saved_models/folk-gru (30 minutes; smaller and faster to sample).
+# The second shipped model, folk-gru (30 minutes; smaller and faster to sample), into
+# models/folk-gru (OUT=saved_models/folk-gru replaces the shipped one).
 train-gru: setup
 	$(MUSICSEQ) data
 	$(MUSICSEQ) train --model gru --units 512 --embedding-dim 64 --dropout 0.5 \
 		--batch-size 64 --seq-len 128 --minutes 30 --steps-per-epoch 200 \
 		--learning-rate 2e-3 --early-stopping 3 --save-every 500 --seed 2026 \
-		--out saved_models/folk-gru --quiet
+		--out $(or $(OUT),models/folk-gru) --quiet
 
 test: setup
 	$(PY) -m pytest -q

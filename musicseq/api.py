@@ -1,8 +1,8 @@
 """The notebook-friendly Python API: :class:`Tune`, :class:`TuneSet`, load and generate.
 
     import musicseq.api as ms
-    model = ms.load_model("saved_models/folk-transformer")
-    tunes = ms.generate(model, num=4, temperature=0.8, seed=1, constrain=True)
+    model = ms.load_model("folk-transformer")     # a shipped model by name, or a directory
+    tunes = ms.generate(model, num=4, temperature=0.8, seed=1, constrain=True, tempo=112)
     tunes            # a table in a notebook
     tunes[0]         # title, header, score (abcm2ps), an audio player and the ABC text
     tunes[0].to_wav("tune.wav"); tunes[0].piano_roll()
@@ -16,11 +16,13 @@ from __future__ import annotations
 import base64
 import html
 import tempfile
+import warnings
 from pathlib import Path
 
-from musicseq.errors import UserError
+from musicseq.errors import MusicseqWarning, UserError
 from musicseq.notation import ABCError, parse_tune, parse_tunebook
 from musicseq.notation.checker import CheckReport, check_text
+from musicseq.notation.tunebook import stamp_tune, tempo_beat
 
 DISPLAY_SAMPLE_RATE = 16000  # inline audio: mono 16 kHz keeps notebooks small
 
@@ -76,15 +78,22 @@ class Tune:
             abc_to_midi(abc, path)
         return path
 
-    def to_wav(self, path: str | Path, sample_rate: int | None = None, mono: bool = False) -> Path:
-        """Write the tune as a WAV (fluidsynth, else pretty_midi); raises ``RenderError``."""
-        from musicseq.render import SAMPLE_RATE, midi_to_wav
+    def to_audio(
+        self, path: str | Path, sample_rate: int | None = None, mono: bool = False
+    ) -> Path:
+        """Write the tune as audio in the format of the suffix (``.wav``, ``.flac``, ``.ogg``,
+        ``.mp3``; fluidsynth, else pretty_midi); raises ``RenderError``."""
+        from musicseq.render import SAMPLE_RATE, midi_to_audio
 
         path = Path(path)
         with tempfile.TemporaryDirectory(prefix="musicseq-tune-") as tmp:
             midi = self.to_midi(Path(tmp) / "tune.mid")
-            midi_to_wav(midi, path, sample_rate=sample_rate or SAMPLE_RATE, mono=mono)
+            midi_to_audio(midi, path, sample_rate=sample_rate or SAMPLE_RATE, mono=mono)
         return path
+
+    def to_wav(self, path: str | Path, sample_rate: int | None = None, mono: bool = False) -> Path:
+        """Write the tune as a WAV (:meth:`to_audio`)."""
+        return self.to_audio(Path(path).with_suffix(".wav"), sample_rate=sample_rate, mono=mono)
 
     def piano_roll(self):
         """A matplotlib figure of the tune's piano roll."""
@@ -184,19 +193,61 @@ class TuneSet(list):
             paths.append(path)
         return paths
 
-    def render_all(self, out_dir: str | Path, wav: bool = True) -> list:
-        """Write ``tune_NNN.abc``/``.mid``/``.wav`` for every tune into ``out_dir``."""
+    def to_abc(self) -> str:
+        """The tunes as one tunebook: each tune's text, a blank line between tunes."""
+        return "\n".join(tune.text for tune in self)
+
+    def render_all(self, out_dir: str | Path, wav: bool = True, **audio) -> list:
+        """Write ``tune_NNN.abc``/``.mid`` and audio for every tune into ``out_dir``;
+        ``audio`` are :class:`musicseq.config.RenderConfig` fields (``audio="ogg"``,
+        ``sample_rate=22050``, ``mono=True``; default a stereo 44.1 kHz WAV)."""
+        from musicseq.config import RenderConfig
         from musicseq.render import render_file
 
-        return [render_file(path, out_dir, wav=wav) for path in self.save(out_dir)]
+        config = RenderConfig(**audio)
+        try:
+            config.validate()
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
+        return [render_file(path, out_dir, wav=wav, config=config) for path in self.save(out_dir)]
 
 
-def load_model(model_dir: str | Path):
-    """A trained model directory: a :class:`musicseq.modeldir.ModelDir` (``.model``,
-    ``.config``, ``.vocab``, ``.path``)."""
+def load_model(name_or_path: str | Path):
+    """A trained model, by name (``"folk-transformer"``: see :func:`musicseq.modeldir.resolve`
+    and ``musicseq models``) or directory: a :class:`musicseq.modeldir.ModelDir` (``.model``,
+    ``.config``, ``.vocab``, ``.path``, ``.name``)."""
     from musicseq.modeldir import ModelDir
 
-    return ModelDir.load(model_dir)
+    return ModelDir.load(name_or_path)
+
+
+def models() -> list:
+    """The models :func:`load_model` finds by name (:func:`musicseq.modeldir.list_models`)."""
+    from musicseq.modeldir import list_models
+
+    return list_models()
+
+
+TEMPO_RANGE = (20, 400)  # beats per minute
+
+
+def check_header(header: dict[str, str], tempo: int | None = None) -> None:
+    """Raise :class:`UserError` for a forced meter, key or unit length that ABC would not
+    accept, or a tempo outside :data:`TEMPO_RANGE`; the CLI calls it before loading a model."""
+    from musicseq.notation import parse_key, parse_length, parse_meter
+
+    try:
+        for name, parse in (("M", parse_meter), ("K", parse_key), ("L", parse_length)):
+            if header.get(name):
+                parse(header[name])
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    if tempo is not None:
+        low, high = TEMPO_RANGE
+        if isinstance(tempo, bool) or not isinstance(tempo, int) or not low <= tempo <= high:
+            raise UserError(f"tempo must be {low} to {high} beats per minute, got {tempo!r}")
+        if header.get("Q"):
+            raise UserError("give a tempo or a Q: value, not both")
 
 
 def generate(
@@ -208,21 +259,38 @@ def generate(
     key: str | None = None,
     title: str | None = None,
     length: str | None = None,
+    tempo: int | None = None,
     **options,
 ) -> TuneSet:
     """Generate tunes from a loaded model; ``options`` are :class:`SampleConfig` fields.
 
     ``meter``, ``key``, ``title`` and ``length`` (or ``fixed``, a dict of ``M``/``K``/``T``/
     ``L``) set the tunes' header: with ``constrain`` the grammar writes exactly those values;
-    without it they become the prime (and cannot be combined with ``prime``).
+    without it they become the prime (and cannot be combined with ``prime``). ``tempo``
+    (beats per minute) writes ``Q:`` with the meter's beat (``Q:3/8=116`` in 6/8), as does
+    ``fixed["Q"]`` verbatim, into the finished tunes.
+
+    Tune ``n`` comes back as ``X:n`` with ``%`` comment lines after it saying how it was
+    made (musicseq version, model, seed, temperature, top-k, top-p, and the form plan of
+    constrained decoding) — the same text the ``musicseq generate`` command writes.
     """
     from musicseq.config import SampleConfig
     from musicseq.notation import make_header
     from musicseq.sampling import generate as sample
-    from musicseq.sampling import generate_constrained
+    from musicseq.sampling import generate_constrained, plan_forms
 
     header = {"M": meter, "K": key, "T": title, "L": length, **(fixed or {})}
     header = {k: v for k, v in header.items() if v}
+    check_header(header, tempo)
+    tempo_field = header.pop("Q", None)  # written after generation: the model never sees it
+    shaping = [name for name in ("form", "bars", "cadence") if name in options]
+    if shaping and not constrain:
+        warnings.warn(
+            f"ignored without constrain=True: {', '.join(shaping)} (they shape constrained "
+            "generation only)",
+            MusicseqWarning,
+            stacklevel=2,
+        )
     if header and not constrain:
         if "prime" in options:
             raise UserError("a prime cannot be combined with meter, key, title or length")
@@ -241,9 +309,51 @@ def generate(
         texts = generate_constrained(
             loaded.model, loaded.config, loaded.vocab, config, fixed=header
         )
+        plans = plan_forms(config, header)  # the plans the grammar followed (seeded)
     else:
         texts = sample(loaded.model, loaded.config, loaded.vocab, config)
-    return TuneSet(Tune(t, source=str(loaded.path), number=i) for i, t in enumerate(texts, start=1))
+        plans = [None] * len(texts)
+    name = getattr(loaded, "name", None) or Path(loaded.path).name
+    tunes = TuneSet()
+    for number, (text, plan) in enumerate(zip(texts, plans), start=1):
+        fields = {}
+        if tempo is not None:
+            fields["Q"] = f"{tempo_beat(_header_value(text, 'M'))}={tempo}"
+        elif tempo_field:
+            fields["Q"] = tempo_field
+        notes = provenance(name, config, number, plan)
+        stamped = stamp_tune(text, number, notes, fields)
+        tunes.append(Tune(stamped, source=str(loaded.path), number=number))
+    return tunes
+
+
+def provenance(model_name: str, config, number: int, plan: dict | None = None) -> list[str]:
+    """The comment lines that say how tune ``number`` was made: the program, the model and
+    the sampling settings, and for constrained decoding the form it followed."""
+    from musicseq import __version__
+
+    lines = [
+        f"musicseq {__version__}, model {model_name}, tune {number} of {config.num}",
+        f"seed {config.seed}, temperature {config.temperature:g}, top-k {config.top_k}, "
+        f"top-p {config.top_p:g}, max-len {config.max_len}",
+    ]
+    if plan is not None:
+        form = plan["form"] or "free"
+        drawn = " (drawn from the corpus's forms)" if config.form == "auto" else ""
+        bars = f", {plan['bars']} bars a part" if plan["form"] else ""
+        cadence = f"cadence {plan['cadence'] or 'none'}"
+        lines.append(f"constrained: form {form}{drawn}{bars}, {cadence}")
+    return lines
+
+
+def _header_value(text: str, name: str) -> str | None:
+    """The value of header field ``name`` (before ``K:``), or None."""
+    for line in text.split("\n"):
+        if line.startswith(f"{name}:"):
+            return line[2:].strip()
+        if line.startswith("K:"):
+            return None
+    return None
 
 
 def load_tunes(path: str | Path) -> TuneSet:

@@ -16,13 +16,50 @@ import shlex
 import sys
 import tempfile
 import typing
+import warnings
 from pathlib import Path
 
 from musicseq import __version__
-from musicseq.config import ModelConfig, SampleConfig, TrainConfig
-from musicseq.errors import UserError
+from musicseq.config import ModelConfig, RenderConfig, SampleConfig, TrainConfig
+from musicseq.errors import MusicseqWarning, UserError
 
 DEFAULT_DATA = Path("data/abc")
+
+# Each subcommand's help ends with these.
+EXAMPLES = {
+    "data": """\
+  musicseq data                                   # music21's tunebooks into data/abc
+  musicseq data --include essenFolksong           # and the Essen collection
+  musicseq data --data my_tunes/ --out data/mine  # your own .abc files, split 90/5/5""",
+    "train": """\
+  musicseq train --model gru --out models/my-gru --minutes 30 --seed 1
+  musicseq train --model transformer --units 256 --layers 4 --heads 4 --out models/tf --steps 2000
+  musicseq train --data my_tunes.abc --init-from folk-gru --learning-rate 5e-4 \\
+      --minutes 5 --out models/my-folk-gru              # fine-tune a shipped model
+  musicseq generate my-folk-gru --out out/mine          # models/NAME is found by name""",
+    "generate": """\
+  musicseq generate folk-transformer --num 4 --seed 7 --out out/tunes
+  musicseq generate folk-gru --constrain --meter 6/8 --key Ador --form AABB --tempo 116 --out -
+  musicseq generate folk-gru --title "The New Reel" --render --audio ogg --mono --out out/reels
+  musicseq generate models/lstm --prime $'X:1\\nT:My Reel\\nM:4/4\\nL:1/8\\nK:D\\n' --out out/x""",
+    "evaluate": """\
+  musicseq evaluate folk-gru --out out/eval                  # the test split of its corpus
+  musicseq evaluate folk-gru --data my_test.abc --out out/mine  # every tune of your file
+  musicseq evaluate models/lstm --num 100 --constrain --out out/eval""",
+    "inspect": """\
+  musicseq inspect folk-gru --tune tests/data/three.abc --out out/units
+  musicseq inspect folk-transformer --tune my_tune.abc --out out/attention""",
+    "export": """\
+  musicseq export folk-gru --out out/folk-gru-savedmodel
+  saved_model_cli show --dir out/folk-gru-savedmodel --all""",
+    "render": """\
+  musicseq render tune.abc other.abc --out out/audio
+  musicseq render tunebook.abc --audio ogg --mono --sample-rate 22050 --out out/small
+  musicseq render tunebook.abc --no-wav --out out/midi""",
+    "models": """\
+  musicseq models
+  MUSICSEQ_MODELS=~/my-models musicseq models""",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,7 +121,11 @@ def add_config_options(parser, cls, only: tuple[str, ...] | None = None, default
             else:
                 target.add_argument(flag, dest=spec.name, action="store_true", help=meta["help"])
             continue
-        shown = "" if default is None else f" (default {default!r})".replace("\n", "\\n")
+        # A command may default a field to None to see whether it was given: show the
+        # config's own default, which then applies.
+        shown_default = spec.default if default is None else default
+        shown = "" if shown_default is None else f" (default {shown_default!r})"
+        shown = shown.replace("\n", "\\n")
         target.add_argument(
             flag,
             dest=spec.name,
@@ -115,17 +156,38 @@ def config_from_args(cls, args, **overrides):
     return config
 
 
+def _command(sub, name: str, help: str) -> argparse.ArgumentParser:
+    """A subcommand whose help ends with its :data:`EXAMPLES`."""
+    return sub.add_parser(
+        name,
+        help=help,
+        description=help[0].upper() + help[1:] + ".",
+        epilog="examples:\n" + EXAMPLES[name],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+MODEL_HELP = "a model name (`musicseq models` lists them) or a model directory"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="musicseq", description="Music generation from ABC notation.")
+    parser = _Parser(
+        prog="musicseq",
+        description="Music generation from ABC notation.",
+        epilog="`musicseq COMMAND --help` shows each command's options and examples.",
+    )
     parser.add_argument("--version", action="version", version=f"musicseq {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("data", help="build the training corpus (train/validation/test .abc files)")
+    p = _command(sub, "data", "build the training corpus (train/validation/test .abc files)")
     p.add_argument(
         "--out", type=Path, default=DEFAULT_DATA, help="corpus directory (default data/abc)"
     )
     p.add_argument(
-        "--data", type=Path, help="use this .abc file or directory instead of music21's corpus"
+        "--data",
+        type=Path,
+        help="an .abc file or directory to build the corpus from (default: music21's "
+        "bundled tunebooks)",
     )
     p.add_argument(
         "--collections", nargs="+", help="music21 collections (default: the Irish/Scottish four)"
@@ -134,14 +196,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--include",
         nargs="+",
         default=[],
-        help="extra collections, e.g. essenFolksong (non-commercial licence)",
+        help="extra collections, e.g. essenFolksong (non-commercial licence) (default: none)",
     )
-    p.add_argument("--show-errors", action="store_true", help="list every rejected tune")
+    p.add_argument(
+        "--show-errors",
+        action="store_true",
+        help="list every rejected tune (default: the first five)",
+    )
 
-    p = sub.add_parser("train", help="train a model")
-    p.add_argument("--out", type=Path, required=True, help="model directory to write")
+    p = _command(sub, "train", "train a model, or fine-tune one (--init-from)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="model directory to write; models/NAME is then found by NAME",
+    )
     p.add_argument(
         "--data", type=Path, help="corpus dir or .abc file/dir (default data/abc, built if missing)"
+    )
+    p.add_argument(
+        "--init-from",
+        metavar="MODEL",
+        help="fine-tune: start from this model's weights (a name or directory), keeping its "
+        "model settings and vocabulary (default: new random weights)",
     )
     add_config_options(p, ModelConfig)
     add_config_options(p, TrainConfig)
@@ -151,23 +228,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("generate", help="generate tunes from a trained model")
-    p.add_argument("model_dir", type=Path)
+    p = _command(sub, "generate", "generate tunes from a trained model")
+    p.add_argument("model_dir", type=Path, metavar="MODEL", help=MODEL_HELP)
     p.add_argument(
-        "--out", type=Path, required=True, help="directory for tune_NNN.abc (and .mid/.wav)"
+        "--out",
+        type=Path,
+        required=True,
+        help="directory for tune_NNN.abc (and .mid and audio with --render), or - to print "
+        "the tunes",
     )
     add_config_options(p, SampleConfig, defaults={"prime": None})
-    p.add_argument("--meter", help="build a header prime with this meter, e.g. 6/8")
-    p.add_argument("--key", help="… and this key, e.g. Dmix, G, Ador (default D)")
-    p.add_argument("--title", help="… and this title")
-    p.add_argument("--length", help="… and this unit note length (default from the meter)")
+    p.add_argument(
+        "--meter",
+        help="header: this meter, e.g. 6/8 (default: the model's choice; 4/4 in a header "
+        "made for --key, --title or --length without --constrain)",
+    )
+    p.add_argument(
+        "--key",
+        help="header: this key, e.g. Dmix, G, Ador (default: the model's choice; D in a "
+        "header made for --meter, --title or --length without --constrain)",
+    )
+    p.add_argument("--title", help="header: this title (default: the model's)")
+    p.add_argument(
+        "--length",
+        help="header: this unit note length, e.g. 1/8 (default: the meter's, 1/16 below 3/4)",
+    )
+    p.add_argument(
+        "--tempo",
+        type=_number(int),
+        metavar="BPM",
+        help="write Q:BEAT=BPM into every header, the beat from the meter (1/4; 3/8 in 6/8, "
+        "9/8, 12/8; 1/2 in 2/2) (default: none; players then take 120 quarter notes a minute)",
+    )
     p.add_argument(
         "--constrain",
         action="store_true",
         help="constrained decoding: valid headers and exact bars by construction",
     )
-    p.add_argument("--render", action="store_true", help="also write MIDI and WAV")
-    p.add_argument("--no-wav", action="store_true", help="with --render: MIDI only")
+    p.add_argument("--render", action="store_true", help="also write MIDI and audio (--audio)")
+    p.add_argument("--no-wav", action="store_true", help="with --render: MIDI only, no audio")
+    add_config_options(p, RenderConfig)
     p.add_argument(
         "--html",
         action="store_true",
@@ -175,13 +275,18 @@ def build_parser() -> argparse.ArgumentParser:
         "(with --render) and ABC text; works offline",
     )
 
-    p = sub.add_parser(
-        "evaluate", help="held-out loss, validity and copying of generated tunes; report + plots"
+    p = _command(
+        sub, "evaluate", "held-out loss, validity and copying of generated tunes; report + plots"
     )
-    p.add_argument("model_dir", type=Path)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("model_dir", type=Path, metavar="MODEL", help=MODEL_HELP)
     p.add_argument(
-        "--data", type=Path, help="corpus dir or .abc file/dir (default: the model's training data)"
+        "--out", type=Path, required=True, help="directory for report.json, report.md and plots"
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        help="the test set: every tune of an .abc file or directory, or the test split of a "
+        "corpus directory (musicseq data) (default: the test split of the model's training data)",
     )
     add_config_options(
         p, SampleConfig, only=("num", "seed", "temperature", "max_len"), defaults={"num": 100}
@@ -190,21 +295,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--constrain", action="store_true", help="also generate with constrained decoding"
     )
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "inspect",
-        help="interpretable hidden units (RNNs) or attention maps (Transformer) on a tune",
+        "interpretable hidden units (RNNs) or attention maps (Transformer) on a tune",
     )
-    p.add_argument("model_dir", type=Path)
+    p.add_argument("model_dir", type=Path, metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--tune", type=Path, required=True, help="an .abc file (its first tune is used)")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument(
+        "--out", type=Path, required=True, help="directory for units.json and the pictures"
+    )
     p.add_argument(
         "--top", type=_number(int), default=3, help="units drawn per feature (default 3)"
     )
 
-    p = sub.add_parser(
-        "export", help="write a TensorFlow SavedModel with generate/score signatures"
-    )
-    p.add_argument("model_dir", type=Path)
+    p = _command(sub, "export", "write a TensorFlow SavedModel with generate/score signatures")
+    p.add_argument("model_dir", type=Path, metavar="MODEL", help=MODEL_HELP)
     p.add_argument(
         "--out",
         type=Path,
@@ -212,10 +318,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="SavedModel directory, e.g. saved_models/NAME/savedmodel",
     )
 
-    p = sub.add_parser("render", help="render ABC files to MIDI and WAV")
-    p.add_argument("files", nargs="+", type=Path)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--no-wav", action="store_true", help="MIDI only")
+    p = _command(sub, "render", "render ABC files to MIDI and audio")
+    p.add_argument(
+        "files", nargs="+", type=Path, help="ABC files (every tune of a tunebook is rendered)"
+    )
+    p.add_argument("--out", type=Path, required=True, help="directory for .mid and audio files")
+    p.add_argument("--no-wav", action="store_true", help="MIDI only, no audio")
+    add_config_options(p, RenderConfig)
+
+    _command(sub, "models", "list the models that commands find by name")
     return parser
 
 
@@ -238,6 +349,15 @@ def cmd_train(args) -> int:
     from musicseq import corpus
 
     model_config = config_from_args(ModelConfig, args, vocab_size=1)
+    if args.init_from is not None:
+        changed = [
+            f.name
+            for f in dataclasses.fields(ModelConfig)
+            if f.metadata.get("cli", True) and getattr(model_config, f.name) != f.default
+        ]
+        if changed:
+            flags = _flags(changed, ModelConfig)
+            _warn(f"{flags} {_has(changed)} no effect with --init-from (its model is kept)")
     clip = {"clipnorm": None} if args.no_clip else {}
     train_config = config_from_args(TrainConfig, args, **clip)
     data = args.data
@@ -256,12 +376,14 @@ def cmd_train(args) -> int:
         verbose=0 if args.quiet else "auto",
         restart=args.restart,
         command=args.invocation,
+        init_from=args.init_from,
     )
     return 0
 
 
 def cmd_generate(args) -> int:
     from musicseq import api
+    from musicseq.modeldir import resolve
 
     header = {"meter": args.meter, "key": args.key, "title": args.title, "length": args.length}
     given = [f"--{name}" for name, value in header.items() if value is not None]
@@ -269,17 +391,34 @@ def cmd_generate(args) -> int:
         raise UserError(f"--prime cannot be combined with {', '.join(given)}")
     if args.prime is not None:
         args.prime = args.prime.replace("\\n", "\n")  # allow a literal \n on the command line
+    to_stdout = str(args.out) == "-"
+    if to_stdout and (args.render or getattr(args, "html", False)):
+        raise UserError("--render and --html write files: give --out a directory, not -")
     options = {f.name: getattr(args, f.name) for f in dataclasses.fields(SampleConfig)}
     options = {name: value for name, value in options.items() if value is not None}
     config_from_args(SampleConfig, argparse.Namespace(**options))  # checked before loading
-    _check_header(header)
-    _check_writable(args.out)
-    loaded = api.load_model(args.model_dir)
-    tunes = api.generate(loaded, constrain=args.constrain, **header, **options)
+    render_config = config_from_args(RenderConfig, args)
+    # The API gets what differs from the defaults, as a caller would pass it.
+    options = {k: v for k, v in options.items() if v != getattr(SampleConfig, k)}
+    shaping = [k for k in ("form", "bars", "cadence") if k in options]
+    if shaping and not args.constrain:
+        _warn(f"{_flags(shaping)} {_has(shaping)} no effect without --constrain")
+        options = {k: v for k, v in options.items() if k not in shaping}
+    _warn_audio_options(args, render_config, needs_render=True)
+    fixed = {"M": args.meter, "K": args.key, "T": args.title, "L": args.length}
+    api.check_header({k: v for k, v in fixed.items() if v}, args.tempo)
+    model = resolve(args.model_dir)  # a wrong name fails before anything is written
+    if not to_stdout:
+        _check_writable(args.out)
+    loaded = api.load_model(model)
+    tunes = api.generate(loaded, constrain=args.constrain, tempo=args.tempo, **header, **options)
+    if to_stdout:
+        sys.stdout.write(tunes.to_abc())
+        return 0
     paths = tunes.save(args.out)
     print(f"wrote {len(paths)} tunes to {args.out}")
     if args.render:
-        _render_and_report(paths, args.out, wav=not args.no_wav)
+        _render_and_report(paths, args.out, wav=not args.no_wav, config=render_config)
     if args.html:
         from musicseq.page import write_page
 
@@ -293,19 +432,36 @@ def cmd_generate(args) -> int:
     return 0
 
 
-def _check_header(header: dict) -> None:
-    """Meter, key and unit length are checked before a model is loaded."""
-    from musicseq.notation import parse_key, parse_length, parse_meter
+def _warn(message: str) -> None:
+    """An option that does nothing in the combination given: one line on stderr."""
+    print(f"musicseq: warning: {message}", file=sys.stderr)
 
-    try:
-        if header["meter"] is not None:
-            parse_meter(header["meter"])
-        if header["key"] is not None:
-            parse_key(header["key"])
-        if header["length"] is not None:
-            parse_length(header["length"])
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
+
+def _flags(names: list[str], cls=None) -> str:
+    """``--a/--b`` for field names (of ``cls``, whose metadata may rename the flag)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)} if cls else {}
+    return "/".join(
+        (fields[n].metadata.get("flag") if n in fields else None) or "--" + n.replace("_", "-")
+        for n in names
+    )
+
+
+def _has(names: list[str]) -> str:
+    return "has" if len(names) == 1 else "have"
+
+
+def _warn_audio_options(args, config: RenderConfig, needs_render: bool) -> None:
+    """``--audio``, ``--sample-rate`` and ``--mono`` do nothing without audio."""
+    changed = [
+        f.name for f in dataclasses.fields(RenderConfig) if getattr(config, f.name) != f.default
+    ]
+    if needs_render and not args.render:
+        if args.no_wav:
+            _warn("--no-wav has no effect without --render")
+        if changed:
+            _warn(f"{_flags(changed)} {_has(changed)} no effect without --render")
+    elif args.no_wav and changed:
+        _warn(f"{_flags(changed)} {_has(changed)} no effect with --no-wav (no audio is written)")
 
 
 def cmd_evaluate(args) -> int:
@@ -348,6 +504,8 @@ def cmd_export(args) -> int:
 def cmd_render(args) -> int:
     from musicseq.notation import decode_bytes, parse_tunebook
 
+    config = config_from_args(RenderConfig, args)
+    _warn_audio_options(args, config, needs_render=False)
     _check_writable(args.out)
     with tempfile.TemporaryDirectory(prefix="musicseq-render-") as tmp:
         paths = []
@@ -366,8 +524,32 @@ def cmd_render(args) -> int:
                 paths.append(path)
         if not paths:
             raise UserError("no renderable tunes in the given files")
-        failures = _render_and_report(paths, args.out, wav=not args.no_wav)
+        failures = _render_and_report(paths, args.out, wav=not args.no_wav, config=config)
     return 1 if failures == len(paths) else 0
+
+
+def cmd_models(args) -> int:
+    from musicseq.modeldir import MODELS_ENV, list_models, search_path, show_place
+
+    search = search_path()
+    rows = []
+    for info in list_models(search):
+        held = "-" if info.held_out is None else f"{info.held_out:.3f} ({info.held_out_source})"
+        rows.append(
+            [
+                info.name + (" (shadowed)" if info.shadowed else ""),
+                info.kind,
+                "-" if info.parameters is None else f"{info.parameters:,}",
+                f"{info.bytes_on_disk / 1e6:.1f} MB",
+                held,
+                show_place(info.path),
+            ]
+        )
+    header = ["name", "kind", "parameters", "size", "held-out nats/char", "path"]
+    print(_table(header, rows) if rows else "no models found")
+    places = ", ".join(show_place(folder) for folder in search)
+    print(f"\nsearched in this order: {places} (more with {MODELS_ENV}=DIR{os.pathsep}DIR)")
+    return 0
 
 
 def _safe_name(stem: str) -> str:
@@ -385,7 +567,9 @@ def _check_writable(out: Path) -> None:
         raise UserError(f"output directory is not writable: {out}")
 
 
-def _render_and_report(paths: list[Path], out: Path, wav: bool) -> int:
+def _render_and_report(
+    paths: list[Path], out: Path, wav: bool, config: RenderConfig | None = None
+) -> int:
     """Render each ABC file into ``out``, print the table, return the number of failures."""
     from musicseq.notation import ABCError, count_bars, decode_bytes, parse_tune
     from musicseq.render import render_file
@@ -403,7 +587,7 @@ def _render_and_report(paths: list[Path], out: Path, wav: bool) -> int:
             )
         except ABCError as exc:
             title, meter, key, bars = f"(invalid: {exc.reason})", "?", "?", "?"
-        result = render_file(path, out, wav=wav)
+        result = render_file(path, out, wav=wav, config=config)
         if result.error:
             failures += 1
             print(f"render failed for {path.name}: {result.error}", file=sys.stderr)
@@ -415,11 +599,11 @@ def _render_and_report(paths: list[Path], out: Path, wav: bool) -> int:
                 key or "?",
                 bars,
                 str(result.midi) if result.midi else "-",
-                str(result.wav) if result.wav else "-",
+                str(result.audio) if result.audio else "-",
                 f"{result.seconds:.1f}" if result.seconds is not None else "-",
             ]
         )
-    print(_table(["tune", "title", "meter", "key", "bars", "MIDI", "WAV", "seconds"], rows))
+    print(_table(["tune", "title", "meter", "key", "bars", "MIDI", "audio", "seconds"], rows))
     return failures
 
 
@@ -440,7 +624,16 @@ COMMANDS = {
     "inspect": cmd_inspect,
     "export": cmd_export,
     "render": cmd_render,
+    "models": cmd_models,
 }
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """The library's :class:`MusicseqWarning` as one line; other warnings as Python shows them."""
+    if issubclass(category, MusicseqWarning):
+        _warn(str(message))
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -453,7 +646,10 @@ def main(argv: list[str] | None = None) -> int:
 
             # Multi-worker collectives must be configured before TensorFlow initialises devices.
             quiet_import(init_devices=getattr(args, "strategy", None) != "multi_worker")
-        return COMMANDS[args.command](args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", MusicseqWarning)
+            warnings.showwarning = _show_warning
+            return COMMANDS[args.command](args)
     except UserError as exc:
         print(f"musicseq: error: {exc}", file=sys.stderr)
         return 2

@@ -23,6 +23,7 @@ STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu"
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 BARS_PER_PART = (8, 16)
 CADENCES = ("tonic", "none")
+AUDIO_FORMATS = ("wav", "flac", "ogg", "mp3")
 # TrainConfig fields that may change between a run and its resumption (the budget).
 BUDGET_FIELDS = ("steps", "epochs", "minutes")
 
@@ -191,6 +192,9 @@ class SampleConfig:
         "drawn per tune from the corpus's forms for its meter",
     )
     bars: int = option(8, "with constrain: bars per part", choices=BARS_PER_PART)
+    repeat_bias: float = option(
+        2.0, "with constrain: logit bonus for continuing the bar 4 or 8 back (0: off)"
+    )
     cadence: str = option(
         "tonic", "with constrain: end the tune on the key's tonic, or none", choices=CADENCES
     )
@@ -216,6 +220,27 @@ class SampleConfig:
             raise ValueError(f"form must be auto, free or parts such as AABB, got {self.form!r}")
         _check_choice("bars", self.bars, BARS_PER_PART)
         _check_choice("cadence", self.cadence, CADENCES)
+        if not 0 <= self.repeat_bias <= 20:
+            raise ValueError(f"repeat-bias must be in [0, 20], got {self.repeat_bias}")
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """How rendered tunes sound and how large their audio files are."""
+
+    audio: str = option(
+        "wav",
+        "audio file format: wav (16-bit PCM), flac (lossless, about half the size), ogg "
+        "(Vorbis) or mp3 (lossy, about a tenth)",
+        choices=AUDIO_FORMATS,
+    )
+    sample_rate: int = option(44100, "samples per second of the audio, 8000 to 96000")
+    mono: bool = option(False, "one channel instead of two (half the size of a WAV)")
+
+    def validate(self) -> None:
+        _check_choice("audio format", self.audio, AUDIO_FORMATS)
+        if not isinstance(self.sample_rate, int) or not 8000 <= self.sample_rate <= 96000:
+            raise ValueError(f"sample rate must be from 8000 to 96000, got {self.sample_rate!r}")
 
 
 def to_dict(config) -> dict:

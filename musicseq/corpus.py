@@ -218,6 +218,20 @@ def load_split(data: str | os.PathLike, split: str) -> list[str]:
     return corpus.texts(split)
 
 
+def evaluation_set(data: str | os.PathLike, whole: bool = True) -> tuple[list[str], str]:
+    """The tunes to evaluate on, and a phrase saying which they are.
+
+    A built corpus directory gives its test split. Any other ``.abc`` file or directory is
+    a test set of its own, all of it (``whole``), or, when it is the data a model was
+    trained on, the tunes the content-hash split kept out of training.
+    """
+    path = Path(data)
+    if is_corpus_dir(path) or not whole:
+        return load_split(path, "test"), f"the test split of {data}"
+    texts = [t.text for t in parse_files(find_abc_files(path)).tunes]
+    return texts, f"all {len(texts)} tunes of {data}"
+
+
 def build_and_write(
     out_dir: str | os.PathLike,
     data: str | os.PathLike | None = None,

@@ -231,7 +231,7 @@ def evaluate_model(
 
     from musicseq import fileio
     from musicseq.config import SampleConfig
-    from musicseq.corpus import load_split
+    from musicseq.corpus import evaluation_set, is_corpus_dir, load_split
     from musicseq.errors import UserError
     from musicseq.modeldir import ModelDir
     from musicseq.notation import form
@@ -240,14 +240,21 @@ def evaluate_model(
     out = Path(out_dir)
     loaded = ModelDir.load(model_dir)
     model, model_config, vocab = loaded.model, loaded.config, loaded.vocab
+    given = data is not None  # a file the user passes is a test set of its own, all of it
     data = data or loaded.data or "data/abc"
     if not Path(data).exists():
         raise UserError(f"evaluation data not found: {data} (pass --data)")
-    test_texts = load_split(data, "test")
-    train_texts = load_split(data, "train")
+    test_texts, described = evaluation_set(data, whole=given)
+    # Copying and the meter/key distributions are measured against what the model learned.
+    trained_on = data
+    if given and not is_corpus_dir(Path(data)) and loaded.data and Path(loaded.data).exists():
+        trained_on = loaded.data
+    train_texts = load_split(trained_on, "train")
     if not test_texts:
         raise UserError(f"no test tunes in {data}")
     report: dict = {"model_dir": str(model_dir), "data": str(data), "kind": model_config.kind}
+    report["test_set"] = described
+    report["training_reference"] = f"the training split of {trained_on}"
     started = time.perf_counter()
     report["held_out"] = held_out_loss(model, model_config, vocab, test_texts)
     report["held_out"]["seconds"] = time.perf_counter() - started
@@ -382,7 +389,7 @@ def _markdown(report: dict) -> str:
     lines = [
         f"# Evaluation of `{report['model_dir']}` ({report['kind']})",
         "",
-        f"Held-out loss on the test split of `{report['data']}` ({held['tunes']} whole tunes, "
+        f"Held-out loss on {report['test_set']} ({held['tunes']} whole tunes, "
         f"{held['characters']:,} characters): **{held['nats_per_char']:.4f} nats/char** "
         f"({held['bits_per_char']:.4f} bits/char; {held['bits_per_note']:.3f} bits per note, "
         f"{held['bits_per_tune']:.0f} bits per tune).",

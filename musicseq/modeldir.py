@@ -10,6 +10,11 @@ scripts) imports this module, never the training module. A model directory holds
     loss.png        the training curves (written by training)
     checkpoint/     resumable training state (written by training)
 
+A model is named by its directory, or by the directory's name alone: :func:`resolve` looks
+for ``NAME`` in ``./models``, in each directory of ``$MUSICSEQ_MODELS`` and among the shipped
+models (the repository's ``saved_models/``, or ``musicseq/saved_models`` in an installed
+wheel), in that order; :func:`list_models` lists what it finds.
+
 Every file is written atomically. The configuration file is not called ``config.json``:
 Keras takes a directory holding ``config.json`` for an unzipped ``.keras`` file, so
 ``keras.saving.load_model(model_dir)`` failed with an ``UnboundLocalError``; now Keras says
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +49,10 @@ HISTORY_FILE = "history.json"
 LOSS_PLOT = "loss.png"
 CHECKPOINT_DIR = "checkpoint"
 MAX_JSON_BYTES = 1024 * 1024  # a musicseq.json / vocab.json larger than this is refused
+METRICS_FILE = "metrics.json"  # written by scripts/model_card.py: held-out loss, parameters
+MODELS_ENV = "MUSICSEQ_MODELS"  # more directories of models, separated like $PATH
+LOCAL_MODELS = Path("models")  # where `musicseq train --out models/NAME` puts a user's models
+PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def weights_digest(model) -> str:
@@ -59,6 +69,134 @@ def config_path(path: str | Path) -> Path:
     if not (path / CONFIG_FILE).is_file() and (path / LEGACY_CONFIG_FILE).is_file():
         return path / LEGACY_CONFIG_FILE
     return path / CONFIG_FILE
+
+
+def is_model_dir(path: Path) -> bool:
+    """A directory with a musicseq configuration file (complete or not: :func:`read_meta`
+    checks the rest)."""
+    return path.is_dir() and config_path(path).is_file()
+
+
+def shipped_models_dirs() -> list[Path]:
+    """Where the shipped models are: ``musicseq/saved_models`` in an installed wheel, the
+    repository's ``saved_models/`` in a source checkout."""
+    places = (PACKAGE_DIR / "saved_models", PACKAGE_DIR.parent / "saved_models")
+    return [place for place in places if place.is_dir()]
+
+
+def search_path(environ: dict | None = None) -> list[Path]:
+    """The directories searched, in order, for a model given by name: ``./models``, each
+    directory of ``$MUSICSEQ_MODELS``, the shipped models."""
+    environ = os.environ if environ is None else environ
+    extra = [Path(p).expanduser() for p in environ.get(MODELS_ENV, "").split(os.pathsep) if p]
+    return [LOCAL_MODELS, *extra, *shipped_models_dirs()]
+
+
+def _is_name(text: str) -> bool:
+    """A bare name (``folk-gru``), not a path (``./folk-gru``, ``models/x``, ``~/m``)."""
+    separators = [os.sep, "/"] + ([os.altsep] if os.altsep else [])
+    return bool(text) and not text.startswith((".", "~")) and not any(s in text for s in separators)
+
+
+def resolve(name_or_path: str | Path, search: list[Path] | None = None) -> Path:
+    """The model directory meant by ``name_or_path``: the path itself when it exists, else,
+    for a bare name, the first ``DIR/NAME`` holding a model among ``search`` (default
+    :func:`search_path`). Raises :class:`UserError` listing the known models otherwise."""
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.exists():
+        return path
+    search = search_path() if search is None else search
+    if _is_name(text):
+        for folder in search:
+            if is_model_dir(folder / text):
+                return folder / text
+    known = sorted({info.name for info in list_models(search)})
+    choices = f"known models: {', '.join(known)}" if known else "no models found"
+    if _is_name(text):
+        places = ", ".join(show_place(folder) for folder in search)
+        raise UserError(f"no model named {text!r} (looked in {places}); {choices}")
+    raise UserError(f"model directory not found: {text}; {choices}")
+
+
+def show_place(path: Path) -> str:
+    """A path as a user would type it: ``./models`` rather than ``models``."""
+    return str(path) if path.is_absolute() or str(path).startswith(".") else f"./{path}"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What ``musicseq models`` shows of one model directory, read without TensorFlow."""
+
+    name: str
+    path: Path
+    kind: str
+    parameters: int | None
+    bytes_on_disk: int
+    held_out: float | None  # nats per character
+    held_out_source: str  # "test" (metrics.json), "validation" (history.json) or ""
+    shadowed: bool  # an earlier directory of the search path has a model of this name
+
+
+def list_models(search: list[Path] | None = None) -> list[ModelInfo]:
+    """Every model directory in the search path (default :func:`search_path`), in search
+    order; a name found twice is used from its first place (the later ones are shadowed)."""
+    found, seen = [], set()
+    for folder in search_path() if search is None else search:
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            if is_model_dir(path):
+                found.append(describe(path, shadowed=path.name in seen))
+                seen.add(path.name)
+    return found
+
+
+def describe(path: Path, shadowed: bool = False) -> ModelInfo:
+    """Kind, parameters, size and held-out loss of a model directory (what is unreadable
+    stays None)."""
+
+    def read(name: str) -> dict:
+        try:
+            data = json.loads((path / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    model = read(config_path(path).name).get("model")
+    kind = model.get("kind", "?") if isinstance(model, dict) else "?"
+    metrics, history = read(METRICS_FILE), read(HISTORY_FILE)
+    held_out, source = metrics.get("test_nats_per_char"), "test"
+    if not isinstance(held_out, (int, float)):
+        losses = [v for v in history.get("val_loss") or [] if isinstance(v, (int, float))]
+        held_out, source = (min(losses), "validation") if losses else (None, "")
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    parameters = count_parameters(path / MODEL_FILE)
+    return ModelInfo(path.name, path, kind, parameters, size, held_out, source, shadowed)
+
+
+def count_parameters(keras_file: Path) -> int | None:
+    """Weights in a ``.keras`` file (its HDF5 weights, read with h5py; no TensorFlow)."""
+    import io
+    import zipfile
+
+    try:
+        import h5py
+
+        with zipfile.ZipFile(keras_file) as archive:
+            data = archive.read("model.weights.h5")
+        total = 0
+
+        def add(name, item):
+            nonlocal total
+            if isinstance(item, h5py.Dataset) and not name.startswith("optimizer"):
+                total += item.size
+
+        with h5py.File(io.BytesIO(data), "r") as weights:
+            weights.visititems(add)
+        return total
+    except Exception:  # a missing or foreign file: the column shows "-"
+        return None
 
 
 def read_meta(path: str | Path) -> dict:
@@ -101,11 +239,12 @@ class ModelDir:
 
     @classmethod
     def load(cls, path: str | Path) -> ModelDir:
-        """Load and validate; raises :class:`UserError` naming what is wrong.
+        """Load and validate a model directory, given by path or by name (:func:`resolve`);
+        raises :class:`UserError` naming what is wrong.
 
         The ``.keras`` file is loaded with ``safe_mode=True``: no code from the file is run.
         """
-        path = Path(path)
+        path = resolve(path)
         meta = read_meta(path)
         try:
             config = from_dict(ModelConfig, meta.get("model"))
@@ -125,6 +264,11 @@ class ModelDir:
                 f"{path}: the model predicts {width} tokens but vocab.json has {len(vocab)}"
             )
         return cls(path, model, config, vocab, meta)
+
+    @property
+    def name(self) -> str:
+        """The model's name: its directory's name (``folk-transformer``)."""
+        return self.path.resolve().name
 
     @property
     def train_config(self) -> TrainConfig | None:

@@ -19,8 +19,18 @@ from pathlib import Path
 import numpy as np
 
 from musicseq import fileio
+from musicseq.config import RenderConfig
 
-SAMPLE_RATE = 44100
+SAMPLE_RATE = RenderConfig.sample_rate
+# Audio file suffixes and their soundfile (libsndfile) format and subtype; .wav is written
+# by the standard library's wave module.
+AUDIO_SUFFIXES = {
+    ".wav": ("WAV", "PCM_16"),
+    ".flac": ("FLAC", "PCM_16"),
+    ".ogg": ("OGG", "VORBIS"),
+    ".mp3": ("MP3", "MPEG_LAYER_III"),
+}
+WRITE_BLOCK = 16384  # frames per soundfile write
 PEAK = 0.89  # normalise WAVs to about -1 dBFS
 TAIL_SECONDS = 1.0  # keep at most this much release after the last MIDI event
 MAX_STDERR = 2000  # characters of a program's output kept for an error message
@@ -164,14 +174,17 @@ def soundfont_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "TimGM6mb.sf2"
 
 
-def midi_to_wav(
+def midi_to_audio(
     midi_path: str | Path,
-    wav_path: str | Path,
+    audio_path: str | Path,
     timeout: float = 120.0,
     sample_rate: int = SAMPLE_RATE,
     mono: bool = False,
 ) -> str:
-    """Render ``midi_path`` to a normalised 16-bit WAV; returns the backend used."""
+    """Render ``midi_path`` to normalised audio in the format of ``audio_path``'s suffix
+    (:data:`AUDIO_SUFFIXES`: 16-bit WAV or FLAC, Ogg Vorbis, MP3); returns the backend used."""
+    if Path(audio_path).suffix.lower() not in AUDIO_SUFFIXES:
+        raise RenderError(f"unknown audio format {Path(audio_path).suffix!r} of {audio_path}")
     info = midi_info(midi_path)
     exe = shutil.which("fluidsynth")
     if exe:
@@ -209,8 +222,11 @@ def midi_to_wav(
     audio = audio[: int((info.seconds + TAIL_SECONDS) * rate)]
     if mono:
         audio = audio.mean(axis=1, keepdims=True)
-    write_wav(wav_path, normalise(audio), rate)
+    write_audio(audio_path, normalise(audio), rate)
     return backend
+
+
+midi_to_wav = midi_to_audio  # its name from when every rendering was a WAV
 
 
 def normalise(audio: np.ndarray) -> np.ndarray:
@@ -241,6 +257,40 @@ def write_wav(path: str | Path, audio: np.ndarray, rate: int) -> None:
             handle.writeframes(pcm.tobytes())
 
 
+def write_audio(path: str | Path, audio: np.ndarray, rate: int) -> None:
+    """Write ``(frames, channels)`` float samples as the suffix of ``path`` says: WAV with
+    the standard library, FLAC, Ogg Vorbis and MP3 with soundfile (its wheel bundles
+    libsndfile and its encoders)."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".wav":
+        write_wav(path, audio, rate)
+        return
+    import soundfile
+
+    kind, subtype = AUDIO_SUFFIXES[suffix]
+    audio = np.clip(audio if audio.ndim == 2 else audio[:, None], -1.0, 1.0)
+    with fileio.atomic_path(path) as tmp:
+        try:
+            with soundfile.SoundFile(
+                str(tmp), "w", rate, audio.shape[1], subtype, format=kind
+            ) as handle:
+                # In blocks: libvorbis allocates a whole write on the stack, and one call with
+                # a tune's seconds of audio overflowed it (a segmentation fault).
+                for start in range(0, len(audio), WRITE_BLOCK):
+                    handle.write(audio[start : start + WRITE_BLOCK])
+        except (RuntimeError, TypeError, ValueError) as exc:  # libsndfile refused it
+            raise RenderError(f"cannot write {kind} audio at {rate} Hz: {exc}") from exc
+
+
+def audio_seconds(path: str | Path) -> float:
+    """Duration of a rendered audio file of any of :data:`AUDIO_SUFFIXES`."""
+    if Path(path).suffix.lower() == ".wav":
+        return wav_seconds(path)
+    import soundfile
+
+    return soundfile.info(str(path)).duration
+
+
 def wav_seconds(path: str | Path) -> float:
     with wave.open(str(path), "rb") as handle:
         return handle.getnframes() / handle.getframerate()
@@ -250,14 +300,23 @@ def wav_seconds(path: str | Path) -> float:
 class Rendered:
     abc: Path
     midi: Path | None = None
-    wav: Path | None = None
+    audio: Path | None = None  # .wav, .flac, .ogg or .mp3
     seconds: float | None = None
     error: str | None = None
 
+    @property
+    def wav(self) -> Path | None:
+        """The audio file (its name from when it was always a WAV)."""
+        return self.audio
 
-def render_file(abc_path: str | Path, out_dir: str | Path, wav: bool = True) -> Rendered:
-    """Render one ``.abc`` file to ``out_dir/<stem>.mid`` (and ``.wav``); errors are captured."""
+
+def render_file(
+    abc_path: str | Path, out_dir: str | Path, wav: bool = True, config: RenderConfig | None = None
+) -> Rendered:
+    """Render one ``.abc`` file to ``out_dir/<stem>.mid`` and, unless ``wav`` is False, to
+    audio as ``config`` says (default: a stereo 44.1 kHz ``.wav``); errors are captured."""
     abc_path, out = Path(abc_path), Path(out_dir)
+    config = config or RenderConfig()
     result = Rendered(abc_path)
     try:
         midi_path = out / f"{abc_path.stem}.mid"
@@ -265,9 +324,9 @@ def render_file(abc_path: str | Path, out_dir: str | Path, wav: bool = True) -> 
         result.midi = midi_path
         result.seconds = midi_info(midi_path).seconds
         if wav:
-            wav_path = out / f"{abc_path.stem}.wav"
-            midi_to_wav(midi_path, wav_path)
-            result.wav = wav_path
+            audio_path = out / f"{abc_path.stem}.{config.audio}"
+            midi_to_audio(midi_path, audio_path, sample_rate=config.sample_rate, mono=config.mono)
+            result.audio = audio_path
     except (RenderError, OSError) as exc:
         result.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return result

@@ -438,14 +438,19 @@ class _Data:
 def train(
     data: str | Path,
     out_dir: str | Path,
-    model_config: ModelConfig,
+    model_config: ModelConfig | None,
     train_config: TrainConfig,
     log: Callable[[str], None] = print,
     verbose: int | str = "auto",
     restart: bool = False,
     command: str = "",
+    init_from: str | Path | None = None,
 ) -> dict:
     """Train a model on ``data`` (a corpus directory or ``.abc`` file/dir) into ``out_dir``.
+
+    With ``init_from`` (a model name or directory) it fine-tunes: training starts from that
+    model's weights, and its model config and vocabulary replace ``model_config`` (pass
+    None) and the data's own (characters it never saw are read as unknown).
 
     Resumes from ``out_dir/checkpoint`` when it holds a run with the same settings (unless
     ``restart``); a finished run is not trained again. Returns the history dict (per-epoch
@@ -457,6 +462,15 @@ def train(
         train_config.validate()
     except ValueError as exc:
         raise UserError(str(exc)) from exc
+    base = None
+    if init_from is not None:
+        from musicseq.modeldir import ModelDir
+
+        base = ModelDir.load(init_from)
+        model_config = base.config
+        log(f"fine-tuning {base.name} ({base.path}): its model settings and vocabulary are kept")
+    elif model_config is None:
+        raise ValueError("train() needs a model_config, or init_from to fine-tune a model")
     if model_config.kind == "transformer" and train_config.seq_len != model_config.context:
         # A Transformer only generalises to positions it was trained on, and evaluation and
         # generation use its whole context: train on windows of exactly that length.
@@ -475,7 +489,9 @@ def train(
     try:
         replicas = strategy.num_replicas_in_sync
         global_batch = train_config.batch_size * replicas
-        prepared = _prepare_data(data, train_config, global_batch, log)
+        prepared = _prepare_data(
+            data, train_config, global_batch, log, vocab=base.vocab if base else None
+        )
         model_config = dataclasses.replace(model_config, vocab_size=len(prepared.vocab))
         try:
             model_config.validate()
@@ -489,7 +505,13 @@ def train(
         if restart and chief:
             checkpointer.clear()
         model, state = _build_or_resume(
-            strategy, model_config, train_config, prepared, checkpointer, log
+            strategy,
+            model_config,
+            train_config,
+            prepared,
+            checkpointer,
+            log,
+            initial_weights=base.model.get_weights() if base else None,
         )
         log(
             f"training {model_config.kind} ({model.count_params():,} parameters) on "
@@ -549,8 +571,11 @@ def train(
         keras.mixed_precision.set_global_policy("float32")
 
 
-def _prepare_data(data, train_config: TrainConfig, global_batch: int, log) -> _Data:
-    """Step 1: the splits, the vocabulary, the training stream and the validation batches."""
+def _prepare_data(
+    data, train_config: TrainConfig, global_batch: int, log, vocab: Vocab | None = None
+) -> _Data:
+    """Step 1: the splits, the vocabulary (the data's, unless ``vocab`` is given), the
+    training stream and the validation batches."""
     from musicseq.corpus import load_split
     from musicseq.data import encode_stream, eval_dataset, steps_per_pass
 
@@ -558,7 +583,15 @@ def _prepare_data(data, train_config: TrainConfig, global_batch: int, log) -> _D
     if not train_texts:
         raise UserError(f"no training tunes in {data}")
     val_texts = load_split(data, "validation")
-    vocab = Vocab.from_texts(train_texts)
+    if vocab is None:
+        vocab = Vocab.from_texts(train_texts)
+    else:
+        unseen = sorted({c for text in train_texts for c in text if c not in vocab})
+        if unseen:
+            log(
+                f"notice: {len(unseen)} characters of the data are not in the model's "
+                f"vocabulary and are read as unknown: {''.join(unseen[:20])!r}"
+            )
     train_stream = encode_stream(train_texts, vocab)
     seq_len = train_config.seq_len
     steps_in_pass = steps_per_pass(len(train_stream), seq_len, global_batch)
@@ -573,8 +606,11 @@ def _prepare_data(data, train_config: TrainConfig, global_batch: int, log) -> _D
     return _Data(len(train_texts), vocab, train_stream, val_ds, steps_in_pass)
 
 
-def _build_or_resume(strategy, model_config, train_config, prepared, checkpointer, log):
-    """Step 2: a new model, or the checkpointed one with its optimizer state and run state."""
+def _build_or_resume(
+    strategy, model_config, train_config, prepared, checkpointer, log, initial_weights=None
+):
+    """Step 2: a new model (with ``initial_weights`` when fine-tuning), or the checkpointed
+    one with its optimizer state and run state."""
     from musicseq.models import build_model
 
     settings = {
@@ -593,6 +629,8 @@ def _build_or_resume(strategy, model_config, train_config, prepared, checkpointe
         model = build_model(model_config)
         compile_model(model, train_config, state.planned_steps, model_config)
         model.optimizer.build(model.trainable_variables)
+    if initial_weights is not None and not saved:
+        model.set_weights(initial_weights)
     if saved:
         _assign(model.variables, saved[1], "model")
         _assign(model.optimizer.variables, saved[2], "optimizer state")

@@ -1,4 +1,8 @@
-from musicseq import api, render
+import pytest
+
+from musicseq import __version__, api, render
+from musicseq.errors import MusicseqWarning, UserError
+from musicseq.notation import parse_tunebook
 
 
 def test_tune_html_has_audio_when_it_renders(data_dir):
@@ -46,3 +50,53 @@ def test_tunes_know_their_form(data_dir):
     assert summary["tunes"] == 3 and 0 <= summary["ends_on_tonic"] <= 1
     rows = tunes.form_summary(reference=[t.text for t in tunes])
     assert all(abs(distance) < 1e-9 for _, _, _, distance in rows if distance is not None)
+
+
+def test_generated_tunes_are_numbered_and_say_how_they_were_made(tiny_model_dir):
+    loaded = api.load_model(tiny_model_dir)
+    shape = {"meter": "6/8", "key": "Ador", "form": "AB", "tempo": 116}
+    tunes = api.generate(loaded, num=3, max_len=300, seed=4, top_k=7, constrain=True, **shape)
+    for number, tune in enumerate(tunes, start=1):
+        lines = tune.text.splitlines()
+        assert lines[:4] == [
+            f"X:{number}",
+            f"% musicseq {__version__}, model {tiny_model_dir.name}, tune {number} of 3",
+            "% seed 4, temperature 1, top-k 7, top-p 1, max-len 300",
+            "% constrained: form AB, 8 bars a part, cadence tonic",
+        ]
+        header = lines[4 : lines.index("K:Ador") + 1]
+        assert "M:6/8" in header and header[-2:] == ["Q:3/8=116", "K:Ador"]
+        report = tune.check()
+        assert report.ok, report.to_dict()  # the grammar's tune, still valid after stamping
+        assert tune.number == number and tune.meter == "6/8"
+    book = tunes.to_abc()
+    assert [t.get("X") for t in parse_tunebook(book).tunes] == ["1", "2", "3"]
+
+
+def test_api_and_cli_force_header_values_alike(tiny_model_dir):
+    loaded = api.load_model(tiny_model_dir)
+    free = api.generate(loaded, num=1, max_len=20, meter="2/2", tempo=90)
+    assert "M:2/2\nL:1/8\nQ:1/2=90\nK:D\n" in free[0].text
+    fixed = api.generate(loaded, num=1, max_len=20, fixed={"M": "3/4", "Q": "1/4=80"})
+    assert "M:3/4\nL:1/8\nQ:1/4=80\nK:D\n" in fixed[0].text
+    for constrain in (False, True):
+        with pytest.raises(UserError, match="unknown key 'H#'"):
+            api.generate(loaded, num=1, max_len=20, key="H#", constrain=constrain)
+        with pytest.raises(UserError, match="tempo must be 20 to 400"):
+            api.generate(loaded, num=1, max_len=20, tempo=1000, constrain=constrain)
+    with pytest.warns(MusicseqWarning, match="ignored without constrain=True: form, bars"):
+        api.generate(loaded, num=1, max_len=20, form="AABB", bars=16)
+
+
+def test_tunes_render_to_the_audio_format_asked_for(tmp_path, data_dir):
+    import soundfile
+
+    tunes = api.load_tunes(data_dir / "three.abc")
+    results = tunes.render_all(tmp_path, audio="ogg", sample_rate=22050, mono=True)
+    assert [r.audio.name for r in results] == ["tune_001.ogg", "tune_002.ogg", "tune_003.ogg"]
+    info = soundfile.info(str(results[0].audio))
+    assert (info.format, info.samplerate, info.channels) == ("OGG", 22050, 1)
+    flac = tunes[2].to_audio(tmp_path / "waltz.flac")
+    assert soundfile.info(str(flac)).format == "FLAC"
+    with pytest.raises(UserError, match="audio format"):
+        tunes.render_all(tmp_path, audio="aiff")

@@ -3,6 +3,7 @@ import shutil
 
 import pytest
 
+from musicseq import __version__
 from musicseq.cli import main
 from tests.conftest import run_cli
 
@@ -168,7 +169,12 @@ def test_generate_with_header_shortcuts_and_export(capsys, tmp_path, tiny_model_
     assert main(argv) == 0
     texts = [p.read_text() for p in sorted(out.iterdir())]
     assert [p.name for p in sorted(out.iterdir())] == ["tune_001.abc", "tune_002.abc"]
-    assert all(t.startswith("X:1\nT:The Kesh\nM:6/8\nL:1/8\nK:G\n") for t in texts)
+    for number, text in enumerate(texts, start=1):  # numbered, with provenance comments
+        plain = "".join(line for line in text.splitlines(True) if not line.startswith("%"))
+        assert plain.startswith(f"X:{number}\nT:The Kesh\nM:6/8\nL:1/8\nK:G\n"), text
+        made = f"% musicseq {__version__}, model {tiny_model_dir.name}, tune {number} of 2\n"
+        assert made in text
+        assert "% seed 0, temperature 1, top-k 5, top-p 0.9, max-len 40\n" in text
     assert main(["export", str(tiny_model_dir), "--out", str(tmp_path / "sm")]) == 0
     assert (tmp_path / "sm" / "saved_model.pb").is_file()
 
@@ -213,3 +219,132 @@ def test_options_come_from_the_config_dataclasses():
     assert generate.temperature == SampleConfig.temperature and generate.max_len == 1200
     helps = parser._subparsers._group_actions[0].choices["train"].format_help()
     assert "--layers" in helps and "(default 512)" in helps and "--recurrent-init" in helps
+
+
+def _subcommands():
+    from musicseq.cli import build_parser
+
+    return build_parser()._subparsers._group_actions[0].choices
+
+
+def test_every_option_has_help_with_its_default_and_every_command_ends_with_examples():
+    import argparse
+
+    commands = _subcommands()
+    names = {"data", "train", "generate", "evaluate", "inspect", "export", "render", "models"}
+    assert names <= set(commands)
+    for name, parser in commands.items():
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            where = f"{name} {'/'.join(action.option_strings) or action.dest}"
+            assert action.help, where
+            flag = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))
+            if not flag and not action.required and action.default not in (None, False):
+                assert "default" in action.help, where
+        text = parser.format_help()
+        examples = text.split("examples:\n", 1)[1].strip().splitlines()
+        assert examples and all(
+            line.lstrip().startswith(("musicseq ", "MUSICSEQ_MODELS=", "saved_model_cli ", "--"))
+            for line in examples
+        ), (name, examples)
+        assert any(f"musicseq {name}" in line for line in examples), name
+
+
+def test_generate_prints_numbered_tunes_to_stdout_and_warns_of_idle_options(
+    capsys, tmp_path, tiny_model_dir
+):
+    argv = ["generate", str(tiny_model_dir), "--out", "-", "--num", "2", "--max-len", "60"]
+    argv += ["--meter", "6/8", "--tempo", "100", "--form", "AB", "--no-wav", "--mono"]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    from musicseq.notation import parse_tunebook
+
+    tunes = parse_tunebook(out).tunes
+    assert [t.get("X") for t in tunes] == ["1", "2"]
+    assert out.count("Q:3/8=100\nK:D\n") == 2 and out.count("% musicseq ") == 2
+    assert "wrote" not in out
+    warnings = [line for line in err.splitlines() if line.startswith("musicseq: warning:")]
+    assert warnings == [
+        "musicseq: warning: --form has no effect without --constrain",
+        "musicseq: warning: --no-wav has no effect without --render",
+        "musicseq: warning: --mono has no effect without --render",
+    ]
+    _one_line_error(
+        capsys,
+        2,
+        ["generate", str(tiny_model_dir), "--out", "-", "--render"],
+        "give --out a directory, not -",
+    )
+    _one_line_error(
+        capsys,
+        2,
+        ["generate", str(tiny_model_dir), "--out", str(tmp_path / "g"), "--tempo", "2"],
+        "tempo must be",
+    )
+
+
+def test_a_model_name_that_matches_nothing_lists_the_known_ones(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _one_line_error(
+        capsys,
+        2,
+        ["generate", "folk-tranformer", "--out", "tunes"],
+        "no model named 'folk-tranformer'",
+    )
+    assert not (tmp_path / "tunes").exists()  # nothing written for a wrong name
+
+
+def test_models_lists_the_shipped_models(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:] if line.strip()}
+    assert rows["folk-transformer"][1:3] == ["transformer", "3,209,826"]
+    assert rows["folk-gru"][1:3] == ["gru", "944,354"] and "(test)" in rows["folk-gru"]
+    assert "searched in this order: ./models, " in out
+
+
+def test_render_writes_the_audio_format_asked_for(capsys, tmp_path, data_dir):
+    import soundfile
+
+    out = tmp_path / "audio"
+    argv = ["render", str(data_dir / "three.abc"), "--out", str(out)]
+    assert main([*argv, "--audio", "flac", "--mono", "--sample-rate", "22050"]) == 0
+    files = sorted(out.glob("*.flac"))
+    assert len(files) == 3 and not list(out.glob("*.wav"))
+    info = soundfile.info(str(files[0]))
+    assert (info.samplerate, info.channels) == (22050, 1)
+    assert "three-001.flac" in capsys.readouterr().out
+    assert main([*argv, "--no-wav", "--audio", "ogg"]) == 0
+    assert capsys.readouterr().err.strip() == (
+        "musicseq: warning: --audio has no effect with --no-wav (no audio is written)"
+    )
+    _one_line_error(capsys, 2, [*argv, "--sample-rate", "1000"], "sample rate must be")
+
+
+def test_train_init_from_fine_tunes_and_warns_of_ignored_model_options(
+    capsys, tmp_path, data_dir, tiny_model_dir
+):
+    out = tmp_path / "tuned"
+    argv = ["train", "--data", str(data_dir / "three.abc"), "--init-from", str(tiny_model_dir)]
+    argv += ["--units", "64", "--steps", "2", "--batch-size", "4", "--seq-len", "32"]
+    assert main([*argv, "--out", str(out), "--quiet", "--no-tensorboard"]) == 0
+    captured = capsys.readouterr()
+    assert "musicseq: warning: --units has no effect with --init-from" in captured.err
+    assert "fine-tuning" in captured.out
+    assert (out / "vocab.json").read_text() == (tiny_model_dir / "vocab.json").read_text()
+    tuned = json.loads((out / "musicseq.json").read_text())["model"]
+    assert tuned == json.loads((tiny_model_dir / "musicseq.json").read_text())["model"]
+
+
+@pytest.mark.slow
+def test_a_shipped_model_by_name_from_another_directory(tmp_path):
+    done = run_cli(
+        "generate", "folk-gru", "--num", "1", "--max-len", "50", "--out", "X", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "X" / "tune_001.abc").read_text()
+    assert text.startswith("X:1\n% musicseq ") and "model folk-gru, tune 1 of 1" in text
+    done = run_cli("models", cwd=tmp_path)
+    assert done.returncode == 0 and "folk-gru" in done.stdout and "folk-transformer" in done.stdout

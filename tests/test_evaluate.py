@@ -119,3 +119,29 @@ def test_evaluate_writes_every_report_field(tiny_model_dir, data_dir, tmp_path):
     assert saved["constrained"]["valid_headers_pct"] == 100.0
     assert {"report.md", "loss.png", "distributions.png"} <= {p.name for p in out.iterdir()}
     assert "bits/char" in (out / "report.md").read_text()
+
+
+def test_a_file_given_is_the_test_set_all_of_it_and_a_corpus_its_test_split(
+    tiny_model_dir, data_dir, tmp_path
+):
+    from musicseq import corpus
+    from musicseq.notation import parse_tunebook
+
+    tunes = parse_tunebook((data_dir / "irish.abc").read_text()).tunes[:10]
+    mine = tmp_path / "my_test.abc"
+    mine.write_text("\n".join(t.text for t in tunes))
+    quick = {"num": 1, "max_len": 50, "log": lambda _m: None}
+    report = evaluate_model(tiny_model_dir, tmp_path / "mine", data=mine, **quick)
+    assert report["test_set"] == f"all 10 tunes of {mine}"
+    assert report["held_out"]["tunes"] == 10
+    # copying is measured against what the model was trained on, not against the test set
+    assert report["training_reference"] == f"the training split of {data_dir / 'three.abc'}"
+    markdown = (tmp_path / "mine" / "report.md").read_text()
+    assert f"Held-out loss on all 10 tunes of {mine}" in markdown
+
+    built = tmp_path / "corpus"
+    manifest, _, _ = corpus.build_and_write(built, data_dir / "irish.abc")
+    report = evaluate_model(tiny_model_dir, tmp_path / "split", data=built, **quick)
+    assert report["test_set"] == f"the test split of {built}"
+    assert report["held_out"]["tunes"] == manifest["splits"]["test"]["tunes"]
+    assert report["training_reference"] == f"the training split of {built}"

@@ -113,3 +113,30 @@ def test_notation_does_not_import_tensorflow():
     code = "import musicseq, musicseq.notation, musicseq.corpus, musicseq.vocab, sys; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_stamp_tune_numbers_comments_and_sets_header_fields():
+    from musicseq.notation.tunebook import stamp_tune
+
+    text = "X:1\nT:Reel\nM:4/4\nL:1/8\nK:D\nABcd efga|\n"
+    stamped = stamp_tune(text, 7, ["made here", "seed 1"], {"Q": "1/4=120"})
+    assert stamped == (
+        "X:7\n% made here\n% seed 1\nT:Reel\nM:4/4\nL:1/8\nQ:1/4=120\nK:D\nABcd efga|\n"
+    )
+    assert stamp_tune(stamped, 7, [], {"Q": "1/4=96"}).count("Q:") == 1  # replaced, not added
+    assert stamp_tune("T:No number\nK:G\nGAB|\n", 2) == "X:2\nT:No number\nK:G\nGAB|\n"
+    body_field = "X:1\nK:G\nGAB|\nQ:1/4=60\nc|\n"  # a Q: in the body is the music's own
+    assert stamp_tune(body_field, 1, [], {"Q": "1/4=90"}).startswith("X:1\nQ:1/4=90\nK:G\n")
+    parsed = parse_tune(stamped)
+    assert parsed.get("X") == "7" and parsed.get("Q") == "1/4=120"
+
+
+@pytest.mark.parametrize(
+    "meter, beat",
+    [("6/8", "3/8"), ("9/8", "3/8"), ("12/8", "3/8"), ("3/8", "1/8"), ("2/2", "1/2")]
+    + [("C|", "1/2"), ("C", "1/4"), ("3/4", "1/4"), ("2/4", "1/4"), ("none", "1/4"), (None, "1/4")],
+)
+def test_tempo_beat_follows_the_meter(meter, beat):
+    from musicseq.notation.tunebook import tempo_beat
+
+    assert tempo_beat(meter) == beat

@@ -1,5 +1,6 @@
 import shutil
 
+import numpy as np
 import pytest
 
 from musicseq import render
@@ -53,3 +54,40 @@ def test_abc2midi_that_writes_nothing_is_an_error(tmp_path):
 def test_hanging_program_is_killed(monkeypatch):
     with pytest.raises(render.RenderError, match="timed out"):
         render._run(["sleep", "5"], timeout=0.2)
+
+
+@pytest.mark.parametrize("audio", ["flac", "ogg", "mp3"])
+def test_render_to_lighter_audio(kesh, tmp_path, audio):
+    import soundfile
+
+    from musicseq.config import RenderConfig
+
+    wav = render.render_file(kesh, tmp_path / "wav")
+    config = RenderConfig(audio=audio, sample_rate=22050, mono=True)
+    result = render.render_file(kesh, tmp_path / audio, config=config)
+    assert result.error is None and result.audio == tmp_path / audio / f"kesh.{audio}"
+    assert result.wav == result.audio  # the older name of the field
+    info = soundfile.info(str(result.audio))
+    assert (info.samplerate, info.channels) == (22050, 1)
+    assert abs(render.audio_seconds(result.audio) - render.wav_seconds(wav.audio)) < 0.2
+    assert result.audio.stat().st_size < wav.audio.stat().st_size / 3
+
+
+def test_long_ogg_is_written_in_blocks(tmp_path):
+    """One soundfile write of a whole tune made libvorbis overflow its stack (a segfault)."""
+    seconds, rate = 60, 44100
+    t = np.arange(seconds * rate) / rate
+    tone = 0.3 * np.sin(2 * np.pi * 440 * t)[:, None].repeat(2, axis=1)
+    render.write_audio(tmp_path / "long.ogg", tone, rate)
+    assert abs(render.audio_seconds(tmp_path / "long.ogg") - seconds) < 0.1
+
+
+def test_render_config_is_checked():
+    from musicseq.config import RenderConfig
+
+    with pytest.raises(ValueError, match="audio format"):
+        RenderConfig(audio="aiff").validate()
+    with pytest.raises(ValueError, match="sample rate"):
+        RenderConfig(sample_rate=4000).validate()
+    with pytest.raises(render.RenderError, match="unknown audio format"):
+        render.midi_to_audio("x.mid", "x.aiff")

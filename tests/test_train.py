@@ -133,3 +133,23 @@ def test_plan_steps_respects_steps_per_epoch_in_minutes_mode():
     assert plan_steps(TrainConfig(minutes=1.0, steps_per_epoch=500), 10_000) == (1_000_000, 500)
     assert plan_steps(TrainConfig(minutes=1.0), 10_000) == (1_000_000, 200)
     assert plan_steps(TrainConfig(steps=1000, steps_per_epoch=300), 10_000) == (4, 250)
+
+
+def test_fine_tuning_starts_from_the_base_model(tmp_path, data_dir, tiny_model_dir):
+    base = load_model_dir(tiny_model_dir)
+    history = train(
+        data_dir / "three.abc",
+        tmp_path / "tuned",
+        None,  # the base model's settings are kept
+        TrainConfig(steps=2, batch_size=4, seq_len=32, learning_rate=1e-6, tensorboard=False),
+        init_from=tiny_model_dir,
+        log=lambda _m: None,
+        verbose=0,
+    )
+    assert history["steps"] == 2
+    tuned = load_model_dir(tmp_path / "tuned")
+    assert tuned[1] == base[1] and tuned[2] == base[2]  # config and vocabulary
+    for before, after in zip(base[0].get_weights(), tuned[0].get_weights()):
+        np.testing.assert_allclose(before, after, atol=1e-4)  # two tiny steps from the base
+    with pytest.raises(ValueError, match="model_config, or init_from"):
+        train(data_dir / "three.abc", tmp_path / "x", None, TrainConfig(steps=1))

@@ -381,3 +381,44 @@ def make_header(
     lines = ["X:1"] + ([f"T:{title}"] if title else [])
     lines += [f"M:{meter.strip()}", f"L:{unit.numerator}/{unit.denominator}", f"K:{key.strip()}"]
     return "\n".join(lines) + "\n"
+
+
+def tempo_beat(meter: str | None) -> str:
+    """The beat a ``Q:`` tempo counts for ``meter``: a dotted quarter (``3/8``) in compound
+    meters (6/8, 9/8, 12/8), a half note in 2/2 and 3/2, else one ``1/denominator`` note."""
+    try:
+        parsed = parse_meter(meter or "")
+    except ValueError:
+        parsed = Meter("none", free=True)
+    if parsed.free:
+        return "1/4"
+    if parsed.denominator == 8 and parsed.numerator in (6, 9, 12):
+        return "3/8"
+    if parsed.denominator == 2 and parsed.numerator in (2, 3):
+        return "1/2"
+    return f"1/{parsed.denominator}"
+
+
+def stamp_tune(
+    text: str,
+    number: int,
+    comments: list[str] | tuple[str, ...] = (),
+    fields: dict[str, str] | None = None,
+) -> str:
+    """``text`` as tune ``number``: its ``X:`` line rewritten (or added), ``% comments``
+    right after it, and each header field of ``fields`` (``{"Q": "1/4=120"}``) replacing the
+    header's own or inserted before ``K:``. The music is left as it is."""
+    lines = text.split("\n")
+    if lines and lines[0].startswith("X:"):
+        lines = lines[1:]
+    end = next((i for i, line in enumerate(lines) if line.startswith("K:")), None)
+    for name, value in (fields or {}).items():
+        header = lines[: len(lines) if end is None else end]
+        found = [i for i, line in enumerate(header) if line.startswith(f"{name}:")]
+        if found:
+            lines[found[0]] = f"{name}:{value}"
+        else:
+            end = 0 if end is None else end
+            lines.insert(end, f"{name}:{value}")
+            end += 1
+    return "\n".join([f"X:{number}", *(f"% {c}" for c in comments), *lines])
