@@ -193,7 +193,7 @@ class SampleConfig:
     )
     bars: int = option(8, "with constrain: bars per part", choices=BARS_PER_PART)
     repeat_bias: float = option(
-        2.0, "with constrain: logit bonus for continuing the bar 4 or 8 back (0: off)"
+        1.5, "with constrain: logit bonus for continuing a bar 1, 2, 4 or 8 bars back (0: off)"
     )
     cadence: str = option(
         "tonic", "with constrain: end the tune on the key's tonic, or none", choices=CADENCES

@@ -4,7 +4,13 @@ import pytest
 from musicseq.config import SampleConfig
 from musicseq.modeldir import load_model_dir
 from musicseq.notation import make_header, parse_tune
-from musicseq.sampling import generate, mask_reserved, top_k_filter, top_p_filter
+from musicseq.sampling import (
+    generate,
+    generate_constrained,
+    mask_reserved,
+    top_k_filter,
+    top_p_filter,
+)
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +89,39 @@ def test_top_k_one_is_greedy_and_seed_independent(loaded):
     a = generate(*loaded, SampleConfig(num=2, max_len=60, top_k=1, seed=1))
     b = generate(*loaded, SampleConfig(num=2, max_len=60, top_k=1, seed=2))
     assert a == b and a[0] == a[1]
+
+
+def test_repeat_candidates_follow_the_bars_back():
+    from musicseq.sampling import repeat_candidates
+
+    head = "X:1\nM:4/4\nL:1/8\nK:G\n"
+    tune = head + "|:GABc dBAG|FGAB c2A2|GABc dBAG|FGAB c2A2|G(AB"
+    assert repeat_candidates(tune) == {"c"}  # bars 2 and 4 back both go on with c
+    assert repeat_candidates(head + "|:GABc dBAG|") == {"G"}  # the bar 1 back
+    assert repeat_candidates(head + "|:GABc dBAG|e") == set()  # no earlier bar starts so
+    assert repeat_candidates("X:1\nM:4/4\n") == set()  # still in the header
+
+
+def test_form_plans_follow_the_corpus_and_the_forced_meter():
+    from collections import Counter
+
+    from musicseq.sampling import plan_forms
+
+    plans = plan_forms(SampleConfig(num=400, seed=3))
+    forms = Counter(p["form"] for p in plans)
+    assert forms.most_common(1)[0][0] == "AABB" and all(p["bars"] in (8, 16) for p in plans)
+    assert {p["fixed"]["M"] for p in plans} >= {"6/8", "2/4", "4/4"}
+    assert all(p["fixed"]["M"] == "3/4" for p in plan_forms(SampleConfig(num=20), {"M": "3/4"}))
+    fixed = plan_forms(SampleConfig(num=3, form="AB", bars=16, cadence="none"))
+    assert fixed[0] == {"fixed": {}, "form": "AB", "bars": 16, "cadence": None}
+
+
+def test_constrained_tunes_take_the_asked_form(tiny_model_dir):
+    from musicseq.notation.form import analyze
+
+    model, config, vocab = load_model_dir(tiny_model_dir)
+    sample = SampleConfig(num=3, seed=4, max_len=1200, form="AABB", bars=8)
+    for text in generate_constrained(model, config, vocab, sample, fixed={"M": "6/8", "K": "G"}):
+        form = analyze(text)
+        assert form.bars_per_section == (8, 8) and form.repeat_marks, text
+        assert form.ends_on_tonic and form.tonic == "G", text

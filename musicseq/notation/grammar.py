@@ -1517,6 +1517,30 @@ class TuneGrammar:
         if self._close_requested and new[PHASE] == READY and not new[CLOSING]:
             self._apply_close()
 
+    def plain_allowed(self) -> set[str]:
+        """:meth:`allowed` in the plain style of generation (see :func:`plain_style`), with
+        one character of look-ahead: a character is offered only if the plain style can go
+        on after it. If nothing plain is possible the full set is returned (never stuck)."""
+        options = self.allowed()
+        if self.finished:
+            return options
+        plain = plain_style(options, self.text)
+        machine, state = self._machine, self._state
+        kept = set()
+        for ch in plain:
+            if ch == END:
+                kept.add(ch)
+                continue
+            after = machine.step(state, ch)
+            if after is None:
+                continue
+            then = set(machine.allowed(after))
+            if machine.can_end(after):
+                then.add(END)
+            if plain_style(then, self.text + ch):
+                kept.add(ch)
+        return kept or plain or options
+
     def close(self) -> None:
         """Ask the tune to end as soon as it can: finish the bar, close a repeat, end.
 
@@ -1596,14 +1620,20 @@ _PLAIN_BANNED = frozenset('"!\\\t`') | frozenset("HIJKLMNOPQRSTUVWhijklmnopqrstu
 def plain_style(allowed: set[str], text: str) -> set[str]:
     """``allowed`` narrowed to the plain style for the body of ``text`` (the tune so far).
 
-    The header is left alone. The result may be empty only if ``allowed`` held nothing but
-    banned characters (the caller then ends the tune with :meth:`TuneGrammar.completion`).
+    The header is left alone. The result may be empty when ``allowed`` holds nothing plain
+    (:meth:`TuneGrammar.plain_allowed` looks one character ahead to avoid that).
     """
     body = text.find("\nK:")
     if body < 0 or "\n" not in text[body + 1 :]:
         return allowed  # still in the header
     last = text[-1:]
     plain = {c for c in allowed if c not in _PLAIN_BANNED}
+    music = text[body + 1 :]
+    slurs = sum(1 for i, c in enumerate(music) if c == "(" and not music[i + 1 : i + 2].isdigit())
+    if slurs - music.count(")") <= 0:
+        plain.discard(")")  # no slur open
+    elif last != "(":
+        plain.discard("(")  # one slur at a time (a tuplet inside it is fine)
     if not plain & _NOTE_HEADS:  # the bar is full: nothing that must be followed by a note
         plain -= _BEFORE_A_NOTE
     if last in ".~":  # one decoration, then its note
