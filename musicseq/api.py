@@ -229,6 +229,7 @@ def models() -> list:
 
 
 TEMPO_RANGE = (20, 400)  # beats per minute
+CONSTRAINED_ONLY = ("form", "bars", "cadence", "repeat_bias")  # SampleConfig fields
 
 
 def check_header(header: dict[str, str], tempo: int | None = None) -> None:
@@ -283,7 +284,7 @@ def generate(
     header = {k: v for k, v in header.items() if v}
     check_header(header, tempo)
     tempo_field = header.pop("Q", None)  # written after generation: the model never sees it
-    shaping = [name for name in ("form", "bars", "cadence") if name in options]
+    shaping = [name for name in CONSTRAINED_ONLY if name in options]
     if shaping and not constrain:
         warnings.warn(
             f"ignored without constrain=True: {', '.join(shaping)} (they shape constrained "
@@ -342,7 +343,8 @@ def provenance(model_name: str, config, number: int, plan: dict | None = None) -
         drawn = " (drawn from the corpus's forms)" if config.form == "auto" else ""
         bars = f", {plan['bars']} bars a part" if plan["form"] else ""
         cadence = f"cadence {plan['cadence'] or 'none'}"
-        lines.append(f"constrained: form {form}{drawn}{bars}, {cadence}")
+        bias = f"repeat bias {config.repeat_bias:g}"
+        lines.append(f"constrained: form {form}{drawn}{bars}, {cadence}, {bias}")
     return lines
 
 

@@ -400,7 +400,7 @@ def cmd_generate(args) -> int:
     render_config = config_from_args(RenderConfig, args)
     # The API gets what differs from the defaults, as a caller would pass it.
     options = {k: v for k, v in options.items() if v != getattr(SampleConfig, k)}
-    shaping = [k for k in ("form", "bars", "cadence") if k in options]
+    shaping = [k for k in api.CONSTRAINED_ONLY if k in options]
     if shaping and not args.constrain:
         _warn(f"{_flags(shaping)} {_has(shaping)} no effect without --constrain")
         options = {k: v for k, v in options.items() if k not in shaping}

@@ -62,7 +62,7 @@ def test_generated_tunes_are_numbered_and_say_how_they_were_made(tiny_model_dir)
             f"X:{number}",
             f"% musicseq {__version__}, model {tiny_model_dir.name}, tune {number} of 3",
             "% seed 4, temperature 1, top-k 7, top-p 1, max-len 300",
-            "% constrained: form AB, 8 bars a part, cadence tonic",
+            "% constrained: form AB, 8 bars a part, cadence tonic, repeat bias 1.5",
         ]
         header = lines[4 : lines.index("K:Ador") + 1]
         assert "M:6/8" in header and header[-2:] == ["Q:3/8=116", "K:Ador"]

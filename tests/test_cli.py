@@ -255,7 +255,8 @@ def test_generate_prints_numbered_tunes_to_stdout_and_warns_of_idle_options(
     capsys, tmp_path, tiny_model_dir
 ):
     argv = ["generate", str(tiny_model_dir), "--out", "-", "--num", "2", "--max-len", "60"]
-    argv += ["--meter", "6/8", "--tempo", "100", "--form", "AB", "--no-wav", "--mono"]
+    argv += ["--meter", "6/8", "--tempo", "100", "--form", "AB", "--repeat-bias", "3"]
+    argv += ["--no-wav", "--mono"]
     assert main(argv) == 0
     out, err = capsys.readouterr()
     from musicseq.notation import parse_tunebook
@@ -266,7 +267,7 @@ def test_generate_prints_numbered_tunes_to_stdout_and_warns_of_idle_options(
     assert "wrote" not in out
     warnings = [line for line in err.splitlines() if line.startswith("musicseq: warning:")]
     assert warnings == [
-        "musicseq: warning: --form has no effect without --constrain",
+        "musicseq: warning: --form/--repeat-bias have no effect without --constrain",
         "musicseq: warning: --no-wav has no effect without --render",
         "musicseq: warning: --mono has no effect without --render",
     ]
