@@ -38,6 +38,11 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, default=ROOT / "docs" / "baseline_lstm.json")
     parser.add_argument("--command", help="training command, when musicseq.json does not record it")
     parser.add_argument(
+        "--reuse-evaluation",
+        action="store_true",
+        help="use evaluation/report.json instead of evaluating again",
+    )
+    parser.add_argument(
         "--card-only",
         action="store_true",
         help="rewrite MODEL_CARD.md from the existing metrics.json (no evaluation)",
@@ -51,15 +56,18 @@ def main() -> None:
         )
         return
     shutil.rmtree(model_dir / "checkpoint", ignore_errors=True)  # not shipped
-    report = evaluate_model(
-        model_dir,
-        model_dir / "evaluation",
-        data=args.data,
-        num=args.num,
-        seed=args.seed,
-        temperature=args.temperature,
-        constrain=True,
-    )
+    if args.reuse_evaluation:  # the evaluation this script ran before (e.g. it stopped later)
+        report = json.loads((model_dir / "evaluation" / "report.json").read_text())
+    else:
+        report = evaluate_model(
+            model_dir,
+            model_dir / "evaluation",
+            data=args.data,
+            num=args.num,
+            seed=args.seed,
+            temperature=args.temperature,
+            constrain=True,
+        )
     test, train = load_split(args.data, "test"), load_split(args.data, "train")
     ngram = {n: KneserNey(n).fit(train).nats_per_char(test) for n in range(3, 9)}
     best_order = min(ngram, key=ngram.get)
@@ -76,7 +84,9 @@ def main() -> None:
     saved = json.loads((model_dir / "musicseq.json").read_text())
     train_config = saved["train"]
     ours = report["held_out"]["nats_per_char"]
-    command = saved.get("command") or args.command
+    previous = model_dir / "metrics.json"
+    recorded = json.loads(previous.read_text()).get("command") if previous.is_file() else None
+    command = saved.get("command") or args.command or recorded
     if not command:
         parser.error("musicseq.json records no training command: pass --command")
     metrics = {
