@@ -29,7 +29,7 @@ def window_count(stream_len: int, seq_len: int) -> tuple[int, int]:
     if stream_len < seq_len + 1:
         raise UserError(
             f"the data has {stream_len} characters, fewer than one window of {seq_len + 1}; "
-            "use more tunes or a smaller --seq-len"
+            "use more tunes or shorter windows (seq_len)"
         )
     offsets = min(seq_len, stream_len - seq_len)
     return offsets, (stream_len - seq_len - offsets) // seq_len + 1

@@ -243,7 +243,7 @@ def evaluate_model(
     given = data is not None  # a file the user passes is a test set of its own, all of it
     data = data or loaded.data or "data/abc"
     if not Path(data).exists():
-        raise UserError(f"evaluation data not found: {data} (pass --data)")
+        raise UserError(f"evaluation data not found: {data}")
     test_texts, described = evaluation_set(data, whole=given)
     # Copying and the meter/key distributions are measured against what the model learned.
     trained_on = data

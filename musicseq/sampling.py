@@ -299,7 +299,7 @@ def generate_constrained(
                 grammar.advance(ch)
     except GrammarError as exc:
         raise UserError(
-            f"with --constrain the prime must follow the X:/T:/M:/L:/K: template ({exc})"
+            f"constrained decoding cannot continue this prime ({exc})"
         ) from exc
     char_ids = {c: vocab.encode(c)[0] for c in vocab.chars}
     initial_state, step = step_function(model, model_config)

@@ -125,3 +125,12 @@ def test_constrained_tunes_take_the_asked_form(tiny_model_dir):
         form = analyze(text)
         assert form.bars_per_section == (8, 8) and form.repeat_marks, text
         assert form.ends_on_tonic and form.tonic == "G", text
+
+
+def test_constrain_with_a_key_the_vocabulary_cannot_spell_is_a_clear_error(tiny_model_dir):
+    from musicseq.errors import UserError
+
+    model, config, vocab = load_model_dir(tiny_model_dir)
+    key = next(k for k in ("F#m", "Bbmix", "C#dor", "Ebm") if any(c not in vocab for c in k))
+    with pytest.raises(UserError, match="cannot write K:"):
+        generate_constrained(model, config, vocab, SampleConfig(num=1), fixed={"K": key})
