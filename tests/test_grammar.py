@@ -431,3 +431,16 @@ def test_the_api_sampling_relies_on():
     for bad in ({"form": "AAAB"}, {"form": "A-B"}, {"bars_per_part": 2}, {"cadence": "V"}):
         with pytest.raises(GrammarError):
             TuneGrammar(**bad)
+
+
+def test_plain_style_for_generation():
+    from musicseq.notation.grammar import plain_style
+
+    head = "X:1\nT:Plain\nM:6/8\nL:1/8\nK:G\n"
+    every = set('ABCabc|:/2 4(~."!\\\n`[)')
+    assert plain_style(every, "X:1\nT:Pl") == every  # the header is left alone
+    body = plain_style(every, head + "GAB ")
+    assert not body & set('"!\\`') and " " not in body and ")" not in body
+    assert plain_style(every, head + "G/") <= set("ABCabc|:2(~.[\n ")  # no /4 or //
+    assert plain_style(every, head + "(GA") & {")"} and "(" not in plain_style(every, head + "(GA")
+    assert plain_style(every, head + "~") == set("ABCabc")  # a decoration, then its note
