@@ -1610,8 +1610,8 @@ __all__ = [
 # What the grammar accepts is what the corpus writes; what a model is allowed to write when
 # generating is a plainer subset of it: no annotations or chord symbols, no "!...!"
 # decorations, no decoration letters but the roll (~) and staccato (.), no inline or body
-# fields, no line continuations, tabs or back-quotes, single spaces only, no length below half a
-# unit, one slur at a time. Models trained on
+# fields, no line continuations, tabs or back-quotes, single spaces only, one slur at a time.
+# Models trained on
 # the corpus otherwise spend their characters on column alignment and annotations.
 _NOTE_HEADS = frozenset("^_=ABCDEFGabcdefg")
 _BEFORE_A_NOTE = frozenset(".~({")  # decorations, slur or tuplet openings, grace notes
@@ -1640,8 +1640,6 @@ def plain_style(allowed: set[str], text: str) -> set[str]:
     if last in ".~":  # one decoration, then its note
         notes = {c for c in plain if c in _NOTE_HEADS}
         plain = notes or plain
-    if last == "/":  # halves only: no /4, //, /8 (a 32nd note in a jig is a glitch)
-        plain -= set("/013456789")
     if last in (" ", "\n"):
         plain.discard(" ")
     if last == "\n":
