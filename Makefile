@@ -44,7 +44,7 @@ system-deps:
 
 # The demo uses the pretrained model shipped in saved_models/ (no training step).
 demo: setup
-	$(MUSICSEQ) generate $(SHIPPED) --num 4 --seed 7 --temperature 0.9 --constrain --render --html --out out/demo
+	$(MUSICSEQ) generate $(SHIPPED) --num 4 --seed 7 --temperature 0.9 --constrain --form AABB --render --html --out out/demo
 
 # Reproduces the shipped default model (about 50 minutes on a 2-core CPU; a step budget, so
 # the same steps on any machine; re-running after an interruption resumes from its

@@ -254,6 +254,8 @@ def repeat_candidates(text: str) -> set[str]:
     for back in REPEAT_DISTANCES:
         if len(done) >= back:
             source = done[-back]
+            if len(done) >= 2 and done[-1] == done[-2] == source:
+                continue  # a bar just written twice in a row: no third
             if source.startswith(current) and len(source) > len(current):
                 found.add(source[len(current)])
     return found

@@ -134,3 +134,11 @@ def test_constrain_with_a_key_the_vocabulary_cannot_spell_is_a_clear_error(tiny_
     key = next(k for k in ("F#m", "Bbmix", "C#dor", "Ebm") if any(c not in vocab for c in k))
     with pytest.raises(UserError, match="cannot write K:"):
         generate_constrained(model, config, vocab, SampleConfig(num=1), fixed={"K": key})
+
+
+def test_repeat_candidates_do_not_ask_for_a_third_identical_bar():
+    from musicseq.sampling import repeat_candidates
+
+    head = "X:1\nM:6/8\nL:1/8\nK:G\n"
+    assert repeat_candidates(head + "|:f2d B2e|f2d B2e|f") == set()
+    assert repeat_candidates(head + "|:GAB dBG|f2d B2e|f") == {"2"}

@@ -1068,8 +1068,8 @@ class _Machine:
         end = e + x
         if end > cap or (end % grid and not self._loose_bar(s)):
             return None
-        if end == cap and not tonic and self._final_bar(s):
-            return None
+        if not tonic and end > cap - s[UNIT] and self._final_bar(s):
+            return None  # the cadence: the last unit of the tune belongs to its tonic
         return end, x
 
     def _no_music(self, s: list) -> bool:
