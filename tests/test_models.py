@@ -165,6 +165,28 @@ def test_every_kind_round_trips_and_steps_like_the_full_model(kind, tmp_path):
         np.testing.assert_allclose(out.numpy(), logits[:, t], atol=1e-4)
 
 
+def test_transformer_step_attends_over_filled_blocks_like_the_full_pass():
+    # Context 160 with blocks of 64: positions 0-63 read 64 slots, 64-127 read 128, then all
+    # 160; every block edge must give the full pass's logits, eagerly and compiled.
+    import tensorflow as tf
+
+    from musicseq.models.transformer import ATTENTION_BLOCK
+
+    assert ATTENTION_BLOCK == 64
+    config = _config("transformer", context=160)
+    model = build_model(config)
+    ids = np.random.default_rng(5).integers(0, 11, size=(2, 150)).astype(np.int32)
+    logits = model(ids).numpy()
+    initial_state, step = step_function(model, config)
+    compiled = tf.function(step)
+    eager_state = compiled_state = initial_state(2)
+    for t in range(150):
+        out, eager_state = step(ids[:, t], eager_state)
+        np.testing.assert_allclose(out.numpy(), logits[:, t], atol=1e-4)
+        fast, compiled_state = compiled(tf.constant(ids[:, t]), compiled_state)
+        np.testing.assert_allclose(fast.numpy(), logits[:, t], atol=1e-4)
+
+
 def test_transformer_slides_past_its_context():
     config = _config("transformer", context=8)
     model = build_model(config)

@@ -84,6 +84,38 @@ class TokenAndPosition(keras.layers.Layer):
         return config
 
 
+# The cached step keeps its keys and values in blocks of this many positions and attends over
+# the filled blocks only (position 10 reads 64 slots, position 300 reads 320, not 512).
+ATTENTION_BLOCK = 64
+
+
+def cache_blocks(batch, heads, context, key_dim, dtype):
+    """An empty key or value cache: a list of zero blocks ``(batch, heads, size, key_dim)``
+    whose sizes add up to ``context`` (blocks of :data:`ATTENTION_BLOCK`, the last shorter)."""
+    sizes = [min(ATTENTION_BLOCK, context - start) for start in range(0, context, ATTENTION_BLOCK)]
+    return [ops.zeros((batch, heads, size, key_dim), dtype) for size in sizes]
+
+
+def split_blocks(cache):
+    """A whole ``(batch, heads, context, key_dim)`` cache as the list :func:`cache_blocks` gives."""
+    context = cache.shape[2]
+    return [cache[:, :, start : start + ATTENTION_BLOCK] for start in range(0, context, ATTENTION_BLOCK)]
+
+
+def _block_edges(blocks) -> list[int]:
+    edges = [0]
+    for block in blocks:
+        edges.append(edges[-1] + block.shape[2])
+    return edges
+
+
+def _block_index(position, edges):
+    """The block holding ``position`` (a scalar tensor)."""
+    if len(edges) <= 2:
+        return ops.convert_to_tensor(0, "int32")
+    return ops.sum(ops.cast(ops.convert_to_tensor(edges[1:-1]) <= position, "int32"))
+
+
 @keras.saving.register_keras_serializable(package="musicseq")
 class CausalSelfAttention(keras.layers.Layer):
     """Multi-head causal self-attention, ``softmax(Q K^T / sqrt(d_k) + mask) V``.
@@ -146,21 +178,62 @@ class CausalSelfAttention(keras.layers.Layer):
         return (out, k, v) if return_kv else out
 
     def step(self, x, cache_k, cache_v, position):
-        """One new position: ``x`` (batch, 1, dim) at ``position``; returns (out, cache_k, cache_v)."""
+        """One new position: ``x`` (batch, 1, dim) at ``position``; returns (out, cache_k, cache_v).
+
+        The caches are lists of blocks ``(batch, heads, block, key_dim)`` covering the context
+        (:func:`cache_blocks`). The new key and value are written into the one block holding
+        ``position`` (the others pass through untouched), and the query attends over the
+        filled blocks only: the cost of a step grows with what is written, instead of being
+        that of the whole context from the first character on.
+        """
         q, k, v = self._heads(
             ops.matmul(x, self._w(self.qkv_kernel)) + self._w(self.qkv_bias)
         )  # (b, h, 1, d_k)
-        context = ops.shape(cache_k)[2]
-        here = ops.reshape(ops.equal(ops.arange(context), position), (1, 1, context, 1))
-        cache_k = ops.where(here, k, cache_k)  # write this position's key and value
-        cache_v = ops.where(here, v, cache_v)
-        scores = ops.matmul(q, ops.transpose(cache_k, (0, 1, 3, 2))) / math.sqrt(
-            self.key_dim
-        )  # (b, h, 1, ctx)
-        visible = ops.reshape(ops.arange(context) <= position, (1, 1, 1, context))
-        scores = ops.where(visible, scores, ops.cast(-1e9, scores.dtype))
-        weights = ops.softmax(ops.cast(scores, "float32"), axis=-1)
-        return self._merge(ops.matmul(ops.cast(weights, cache_v.dtype), cache_v)), cache_k, cache_v
+        edges = _block_edges(cache_k)
+        current = _block_index(position, edges)
+
+        # Slot (b, h, position) for every batch row and head: a scatter copies only the one
+        # block (a `where` over it reads and writes twice as much).
+        batch = ops.shape(q)[0]
+        rows = ops.repeat(ops.arange(batch), self.num_heads)
+        heads = ops.tile(ops.arange(self.num_heads), [batch])
+        k = ops.reshape(k, (-1, self.key_dim))
+        v = ops.reshape(v, (-1, self.key_dim))
+
+        def write_and_attend(j):
+            # Position in block j: write its key and value there, then attend block by block
+            # over blocks 0..j (concatenating them would copy the cache): scores, one softmax,
+            # the weighted values summed.
+            def branch():
+                slot = ops.full_like(rows, position - edges[j])
+                index = ops.stack([rows, heads, slot], axis=1)
+                keys = [*cache_k[:j], ops.scatter_update(cache_k[j], index, k), *cache_k[j + 1 :]]
+                values = [
+                    *cache_v[:j],
+                    ops.scatter_update(cache_v[j], index, v),
+                    *cache_v[j + 1 :],
+                ]
+                scale = 1.0 / math.sqrt(self.key_dim)
+                scores = [
+                    ops.einsum("bhqd,bhkd->bhqk", q, keys[i]) * scale
+                    for i in range(j + 1)
+                ]
+                scores = ops.concatenate(scores, axis=-1) if j else scores[0]  # (b, h, 1, n)
+                visible = ops.reshape(ops.arange(edges[j + 1]) <= position, (1, 1, 1, -1))
+                scores = ops.where(visible, scores, ops.cast(-1e9, scores.dtype))
+                weights = ops.cast(ops.softmax(ops.cast(scores, "float32"), axis=-1), q.dtype)
+                context = None
+                for i in range(j + 1):
+                    part = ops.matmul(weights[..., edges[i] : edges[i + 1]], values[i])
+                    context = part if context is None else context + part
+                return context, keys, values
+
+            return branch
+
+        context, cache_k, cache_v = ops.switch(
+            current, [write_and_attend(j) for j in range(len(cache_k))]
+        )
+        return self._merge(context), cache_k, cache_v
 
     def get_config(self):
         config = super().get_config()
@@ -253,7 +326,7 @@ def build_transformer(config: ModelConfig) -> keras.Model:
 def transformer_step(model: keras.Model, config: ModelConfig):
     """``(initial_state, step)`` with a key/value cache per layer, sliding past the context.
 
-    State: the cache ``(batch, heads, context, key_dim)`` ×2 per layer, a token buffer
+    State: the key and value caches of each layer (lists of blocks, :func:`cache_blocks`), a token buffer
     ``(batch, context)`` and the next position. When the window is full, the most recent
     half is re-encoded at positions ``0 … context/2 - 1`` (one full forward pass every
     ``context/2`` tokens) and generation continues from there.
@@ -269,8 +342,10 @@ def transformer_step(model: keras.Model, config: ModelConfig):
 
     def initial_state(batch):
         # The cache holds what the blocks compute: float16/bfloat16 under mixed precision.
-        zeros = tf.zeros(tf.stack([batch, heads, context, key_dim]), blocks[0].compute_dtype)
-        caches = [[zeros, zeros] for _ in blocks]
+        dtype = blocks[0].compute_dtype
+        caches = [
+            [cache_blocks(batch, heads, context, key_dim, dtype) for _ in "kv"] for _ in blocks
+        ]
         buffer = tf.zeros(tf.stack([batch, context]), tf.int32)
         return [caches, buffer, tf.constant(0)]
 
@@ -282,7 +357,7 @@ def transformer_step(model: keras.Model, config: ModelConfig):
         pad = [[0, 0], [0, 0], [0, context - keep], [0, 0]]
         for block in blocks:
             x, k, v = block(x, return_kv=True)
-            caches.append([tf.pad(k, pad), tf.pad(v, pad)])
+            caches.append([split_blocks(tf.pad(k, pad)), split_blocks(tf.pad(v, pad))])
         shifted = tf.concat([recent, tf.zeros_like(buffer[:, keep:])], axis=1)
         return caches, shifted
 
