@@ -261,6 +261,7 @@ def generate(
     title: str | None = None,
     length: str | None = None,
     tempo: int | None = None,
+    progress=None,
     **options,
 ) -> TuneSet:
     """Generate tunes from a loaded model; ``options`` are :class:`SampleConfig` fields.
@@ -269,7 +270,8 @@ def generate(
     ``L``) set the tunes' header: with ``constrain`` the grammar writes exactly those values;
     without it they become the prime (and cannot be combined with ``prime``). ``tempo``
     (beats per minute) writes ``Q:`` with the meter's beat (``Q:3/8=116`` in 6/8), as does
-    ``fixed["Q"]`` verbatim, into the finished tunes.
+    ``fixed["Q"]`` verbatim, into the finished tunes. ``progress`` (e.g.
+    :class:`musicseq.progress.Progress`) is told how far the decoding loop is.
 
     Tune ``n`` comes back as ``X:n`` with ``%`` comment lines after it saying how it was
     made (musicseq version, model, seed, temperature, top-k, top-p, and the form plan of
@@ -278,7 +280,7 @@ def generate(
     from musicseq.config import SampleConfig
     from musicseq.notation import make_header
     from musicseq.sampling import generate as sample
-    from musicseq.sampling import generate_constrained, plan_forms
+    from musicseq.sampling import plan_forms
 
     header = {"M": meter, "K": key, "T": title, "L": length, **(fixed or {})}
     header = {k: v for k, v in header.items() if v}
@@ -306,14 +308,17 @@ def generate(
         config.validate()
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    if constrain:
-        texts = generate_constrained(
-            loaded.model, loaded.config, loaded.vocab, config, fixed=header
-        )
-        plans = plan_forms(config, header)  # the plans the grammar followed (seeded)
-    else:
-        texts = sample(loaded.model, loaded.config, loaded.vocab, config)
-        plans = [None] * len(texts)
+    texts = sample(
+        loaded.model,
+        loaded.config,
+        loaded.vocab,
+        config,
+        constrain=constrain,
+        fixed=header if constrain else None,
+        progress=progress,
+    )
+    # The plans the grammar followed (seeded, so drawn again the same).
+    plans = plan_forms(config, header) if constrain else [None] * len(texts)
     name = getattr(loaded, "name", None) or Path(loaded.path).name
     tunes = TuneSet()
     for number, (text, plan) in enumerate(zip(texts, plans), start=1):

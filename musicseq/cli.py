@@ -274,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write index.html: each tune's score (typeset by abcm2ps), audio player "
         "(with --render) and ABC text; works offline",
     )
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress line (tunes done, chars/s, time left)"
+    )
 
     p = _command(
         sub, "evaluate", "held-out loss, validity and copying of generated tunes; report + plots"
@@ -293,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--constrain", action="store_true", help="also generate with constrained decoding"
+    )
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress line (tunes done, chars/s, time left)"
     )
 
     p = _command(
@@ -411,7 +417,19 @@ def cmd_generate(args) -> int:
     if not to_stdout:
         _check_writable(args.out)
     loaded = api.load_model(model)
-    tunes = api.generate(loaded, constrain=args.constrain, tempo=args.tempo, **header, **options)
+    from musicseq.progress import Progress
+
+    reporter = None if args.quiet else Progress("generating")
+    tunes = api.generate(
+        loaded,
+        constrain=args.constrain,
+        tempo=args.tempo,
+        progress=reporter,
+        **header,
+        **options,
+    )
+    if reporter:
+        reporter.finish()
     if to_stdout:
         sys.stdout.write(tunes.to_abc())
         return 0
@@ -477,6 +495,7 @@ def cmd_evaluate(args) -> int:
         temperature=sample.temperature,
         constrain=args.constrain,
         max_len=sample.max_len,
+        progress=not args.quiet,
     )
     return 0
 

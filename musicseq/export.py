@@ -4,11 +4,18 @@ The vocabulary lives inside the graph (a lookup table for string → ids and a c
 ids → string), so any TensorFlow program can call::
 
     m = tf.saved_model.load(path)
-    m.signatures["generate"](prime=tf.constant("X:1\\n"), num_tunes=tf.constant(4), ...)["tunes"]
+    m.signatures["generate"](prime=tf.constant("X:1\\n"), num_tunes=tf.constant(4), ...,
+                             constrain=tf.constant(True), meter=tf.constant("6/8"),
+                             key=tf.constant("G"), form=tf.constant("AABB"), ...)["tunes"]
     m.signatures["score"](text=tf.constant(["X:1\\nK:G\\nABc|\\n"]))["nats_per_char"]
 
 without musicseq installed. Generation is the same compiled loop as in process, with the
-same stateless RNG, so the same arguments give the same tunes.
+same stateless RNG and the same logits processors, so the same arguments give the same tunes;
+``constrain`` switches the in-graph grammar (:mod:`musicseq.grammar_graph`) on, with the form
+controls ``meter``, ``key`` ("" for the model's choice), ``form`` ("AABB", "AB", ... or
+"free"), ``bars`` (per part), ``cadence`` ("tonic" or "none") and ``repeat_bias``. Unlike
+:func:`musicseq.sampling.generate`, the SavedModel does not draw forms (``form="auto"``) and
+returns a constrained tune that ran out of room (``max_len``) as it stands.
 """
 
 from __future__ import annotations
@@ -25,14 +32,69 @@ MAX_LEN = 100_000  # hard cap on generated characters per tune, also inside the 
 MAX_TUNES = 4096
 
 
+def _form_parts(form, max_parts: int):
+    """``"AABB"`` → ``[2, 2, 0, ...]`` (1 written once, 2 repeated), in the graph; "" or
+    "free" → all zeros (no form)."""
+    import tensorflow as tf
+
+    chars = tf.strings.bytes_split(form)
+    free = tf.equal(form, "") | tf.equal(form, "free")
+    starts = tf.concat([[True], tf.not_equal(chars[1:], chars[:-1])], axis=0)
+    runs = tf.math.segment_sum(tf.ones_like(starts, tf.int32), tf.cumsum(tf.cast(starts, tf.int32)) - 1)
+    checks = [
+        tf.debugging.Assert(
+            free | tf.strings.regex_full_match(form, "[A-Za-z]+"),
+            ["form must be letters such as AABB, or free:", form],
+        ),
+        tf.debugging.Assert(
+            free | (tf.reduce_all(runs <= 2) & (tf.size(runs) <= max_parts)),
+            [f"form: each part once or repeated (AA), at most {max_parts} parts:", form],
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        parts = tf.where(runs == 2, 2, 1)[:max_parts]
+    parts = tf.pad(parts, [[0, max_parts - tf.size(parts)]])
+    return tf.where(free, tf.zeros_like(parts), parts)
+
+
+def _word_table(words):
+    """A lookup table: each of ``words`` → its index (-2 for anything else)."""
+    import tensorflow as tf
+
+    return tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(list(words) or [""], tf.string),
+            tf.range(max(len(words), 1), dtype=tf.int32),
+        ),
+        default_value=-2,
+    )
+
+
+def _word_index(table, value, name: str):
+    """Index of ``value`` in ``table`` in the graph; "" → -1 (the model's choice)."""
+    import tensorflow as tf
+
+    index = tf.where(tf.equal(value, ""), -1, table.lookup(value))
+    check = tf.debugging.Assert(index > -2, [f"{name} not among the grammar's values:", value])
+    with tf.control_dependencies([check]):
+        return tf.identity(index)
+
+
 def build_archive(model, model_config, vocab: Vocab):
     """A ``keras.export.ExportArchive`` with the ``generate`` and ``score`` endpoints."""
     import keras
     import tensorflow as tf
 
+    from musicseq.notation.grammar import GrammarError
+    from musicseq.grammar_graph import MAX_PARTS
     from musicseq.sampling import sampler_for
 
-    sampler = sampler_for(model, model_config)
+    sampler = sampler_for(model, model_config, vocab)
+    try:
+        grammar = sampler.graph_grammar()
+    except GrammarError:  # a vocabulary that cannot write a tune: constrain is refused
+        grammar = None
+    tables = [_word_table(grammar.meter_words), _word_table(grammar.key_words)] if grammar else []
     id_to_char = tf.constant([""] * len(RESERVED) + vocab.chars)  # reserved tokens print as ""
     table = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(
@@ -51,9 +113,19 @@ def build_archive(model, model_config, vocab: Vocab):
             tf.TensorSpec([], tf.int32, name="top_k"),
             tf.TensorSpec([], tf.float32, name="top_p"),
             tf.TensorSpec([], tf.int32, name="seed"),
-        ]
+            tf.TensorSpec([], tf.bool, name="constrain"),
+            tf.TensorSpec([], tf.string, name="meter"),
+            tf.TensorSpec([], tf.string, name="key"),
+            tf.TensorSpec([], tf.string, name="form"),
+            tf.TensorSpec([], tf.int32, name="bars"),
+            tf.TensorSpec([], tf.string, name="cadence"),
+            tf.TensorSpec([], tf.float32, name="repeat_bias"),
+        ],
+        autograph=False,
     )
-    def generate(prime, num_tunes, max_len, temperature, top_k, top_p, seed):
+    def generate(
+        prime, num_tunes, max_len, temperature, top_k, top_p, seed, *controls
+    ):  # controls: constrain, meter, key, form, bars, cadence, repeat_bias
         checks = [
             tf.debugging.assert_positive(temperature, message="temperature must be > 0"),
             tf.debugging.assert_positive(num_tunes, message="num_tunes must be > 0"),
@@ -64,28 +136,70 @@ def build_archive(model, model_config, vocab: Vocab):
         ]
         with tf.control_dependencies(checks):
             prime_ids = tf.concat([[EOT], table.lookup(tf.strings.bytes_split(prime))], axis=0)
-        ids = sampler.generate_ids.python_function(
-            prime_ids, num_tunes, tf.minimum(max_len, MAX_LEN), temperature, top_k, top_p, seed
-        )  # (num_tunes, steps)
+        max_len = tf.minimum(max_len, MAX_LEN)
+        params = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
+        constrain = controls[0]
+
+        def free():
+            return sampler.generate_ids.python_function(prime_ids, num_tunes, max_len, params)
+
+        def constrained():
+            if grammar is None:
+                refuse = tf.debugging.Assert(False, ["this vocabulary cannot write a tune"])
+                with tf.control_dependencies([refuse]):
+                    return tf.zeros([num_tunes, 0], tf.int32)
+            return sampler.generate_ids.python_function(
+                prime_ids, num_tunes, max_len, {**params, **_constraints(controls[1:])}
+            )
+
+        def _constraints(controls):
+            meter, key, form, bars, cadence, repeat_bias = controls
+            meter_index = _word_index(tables[0], meter, "meter")
+            key_index = _word_index(tables[1], key, "key")
+            checks = [
+                tf.debugging.Assert(
+                    tf.equal(cadence, "tonic") | tf.equal(cadence, "none"),
+                    ["cadence must be tonic or none:", cadence],
+                ),
+                tf.debugging.assert_greater_equal(bars, 3, message="bars must be >= 3"),
+            ]
+            with tf.control_dependencies(checks):
+                parts = _form_parts(form, MAX_PARTS)
+            config = grammar.config_tensor(
+                tf.fill([num_tunes], meter_index),
+                tf.fill([num_tunes], key_index),
+                tf.tile(parts[None], [num_tunes, 1]),
+                tf.fill([num_tunes], bars),
+                tf.fill([num_tunes], tf.cast(tf.equal(cadence, "tonic"), tf.int32)),
+            )
+            reserve = tf.minimum(200, max_len // 4)  # as sampling.close_reserve
+            return {
+                "grammar": config,
+                "close_step": tf.shape(prime_ids)[0] - 1 + max_len - reserve,
+                "repeat_bias": repeat_bias,
+            }
+
+        ids = tf.cond(constrain, constrained, free)  # (num_tunes, steps)
         ended = tf.cumsum(tf.cast(tf.equal(ids, EOT), tf.int32), axis=1) > 0  # at or after EOT
         text = tf.strings.reduce_join(tf.gather(id_to_char, tf.where(ended, PAD, ids)), axis=1)
         return {"tunes": prime + text}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")], autograph=False)
     def score(text):
         ids = table.lookup(tf.strings.bytes_split(text))  # ragged (batch, chars)
         edge = tf.RaggedTensor.from_tensor(tf.fill([tf.shape(text)[0], 1], EOT))
         ids = tf.concat([edge, ids, edge], axis=1)  # EOT tune EOT
-        nats = sampler.score_ids.python_function(
-            ids.to_tensor(PAD), tf.cast(ids.row_lengths(), tf.int32)
-        )
-        return {"nats_per_char": nats}
+        lengths = tf.cast(ids.row_lengths(), tf.int32)
+        nats = sampler.score_ids.python_function(ids.to_tensor(PAD), lengths)
+        return {"nats_per_char": nats / tf.cast(tf.maximum(lengths - 1, 1), tf.float32)}
 
     archive = keras.export.ExportArchive()
     # Not archive.track(model): the endpoints already capture every variable they use, and
     # tracking the model as well wrote each weight twice (Keras variables and the tf.Variables
     # inside them), doubling the SavedModel.
     archive.track(table)
+    for extra in tables:  # the meter and key tables of constrained decoding
+        archive.track(extra)
     archive.add_endpoint("generate", generate)
     archive.add_endpoint("score", score)
     return archive
@@ -108,10 +222,16 @@ def export_savedmodel(model, model_config, vocab: Vocab, out: str | os.PathLike)
     return target
 
 
-def call_generate(savedmodel, config: SampleConfig) -> list[str]:
-    """Call a loaded SavedModel's ``generate`` signature with a :class:`SampleConfig`."""
+def call_generate(
+    savedmodel, config: SampleConfig, constrain: bool = False, fixed: dict | None = None
+) -> list[str]:
+    """Call a loaded SavedModel's ``generate`` signature with a :class:`SampleConfig` (and for
+    ``constrain``, its form controls and the ``M``/``K`` values of ``fixed``)."""
     import tensorflow as tf
 
+    fixed = fixed or {}
+    if constrain and config.form == "auto":
+        raise ValueError("the SavedModel does not draw forms: give SampleConfig.form")
     result = savedmodel.signatures["generate"](
         prime=tf.constant(config.prime),
         num_tunes=tf.constant(config.num),
@@ -120,5 +240,12 @@ def call_generate(savedmodel, config: SampleConfig) -> list[str]:
         top_k=tf.constant(config.top_k),
         top_p=tf.constant(config.top_p),
         seed=tf.constant(config.seed),
+        constrain=tf.constant(constrain),
+        meter=tf.constant(fixed.get("M", "")),
+        key=tf.constant(fixed.get("K", "")),
+        form=tf.constant(config.form),
+        bars=tf.constant(config.bars),
+        cadence=tf.constant(config.cadence),
+        repeat_bias=tf.constant(config.repeat_bias, tf.float32),
     )
     return [t.decode("utf-8") for t in result["tunes"].numpy()]

@@ -1,12 +1,25 @@
-"""Generation: logits transforms and the compiled generation and scoring loops.
+"""Generation and scoring: one compiled decoding loop with a list of logits processors, and
+one scorer.
 
-Each transform is a small function of ``(logits, parameter)`` that returns logits; the loop
-applies them in order (reserved-token mask, temperature, top-k, top-p) and samples. One
-``tf.function`` runs a whole generation call: a ``tf.while_loop`` that first feeds the prime
-and then samples, carrying the model's state (recurrent state, or the Transformer's
-key/value cache), for ``num`` streams at once; each stream stops at its own end-of-tune
-token. Sampling uses a stateless RNG keyed by ``(seed, step)``: the same seed and arguments
-give the same tunes, in process and in the exported SavedModel.
+Decoding runs as a ``tf.while_loop`` inside one ``tf.function`` for ``num`` streams at once:
+it feeds the prime, then samples, carrying the model's state (recurrent state, or the
+Transformer's key/value cache) and each processor's state; each stream stops at its own
+end-of-tune token. The logits pass through a list of small processors — temperature, the
+repeat bias, the reserved-token mask or the grammar mask, top-k, top-p — in the manner of
+``transformers.LogitsProcessorList`` or keras-hub's samplers. The grammar
+(:mod:`musicseq.grammar_graph`) is one of them: with ``constrain`` its integer state per
+stream rides in the loop and its mask is computed in the graph, so constrained decoding is
+the same compiled loop, in process and in the exported SavedModel. Sampling uses a
+stateless RNG keyed by ``(seed, step)``: the same seed and arguments give the same tunes.
+
+In process the loop runs in chunks of :data:`CHUNK` steps so that a ``progress`` callback
+can report tunes done, characters per second and time left between chunks; the SavedModel
+runs it whole.
+
+:func:`score_texts` is the one scorer (held-out loss, the SavedModel's ``score``): each tune
+as ``EOT tune EOT``, recurrent models in one pass, the Transformer in windows of its context
+sliding by half of it, so that every scored character has at least ``context/2`` characters
+of history.
 """
 
 from __future__ import annotations
@@ -71,115 +84,441 @@ def top_p_filter(logits, p):
     return tf.where(p >= 1.0, logits, filtered)
 
 
-# --- compiled loops -------------------------------------------------------------------------
+# --- logits processors ------------------------------------------------------------------
+
+
+class LogitsProcessor:
+    """One step of logits processing in the decoding loop.
+
+    ``initial(num)`` gives the processor's state for ``num`` streams (nested tensors, or
+    ``()``), ``__call__(logits, state)`` returns the processed logits ``(num, vocab)``, and
+    ``advance(state, tokens, step)`` the state after the streams took ``tokens`` (forced prime
+    characters too) at loop step ``step``. Most processors keep no state.
+    """
+
+    def initial(self, num):
+        return ()
+
+    def __call__(self, logits, state):
+        raise NotImplementedError
+
+    def advance(self, state, tokens, step):
+        return state
+
+
+class Temperature(LogitsProcessor):
+    def __init__(self, temperature):
+        self.temperature = temperature
+
+    def __call__(self, logits, state):
+        return apply_temperature(logits, self.temperature)
+
+
+class MaskReserved(LogitsProcessor):
+    def __call__(self, logits, state):
+        return mask_reserved(logits)
+
+
+class TopK(LogitsProcessor):
+    def __init__(self, k):
+        self.k = k
+
+    def __call__(self, logits, state):
+        return top_k_filter(logits, self.k)
+
+
+class TopP(LogitsProcessor):
+    def __init__(self, p):
+        self.p = p
+
+    def __call__(self, logits, state):
+        return top_p_filter(logits, self.p)
+
+
+class GrammarMask(LogitsProcessor):
+    """Only what the grammar allows in the plain style (:meth:`GraphGrammar.plain_allowed`).
+
+    The grammar's state per stream rides in the loop; from loop step ``close_step`` on the
+    grammar is asked to close the tune (finish the bar, close a repeat, end), which keeps
+    room to end before ``max_len``. A stream the grammar has nothing for may only end.
+    """
+
+    def __init__(self, grammar, config, close_step):
+        self.grammar, self.config, self.close_step = grammar, config, close_step
+
+    def initial(self, num):
+        return self.grammar.initial(self.config)
+
+    def __call__(self, logits, state):
+        import tensorflow as tf
+
+        allowed = self.grammar.plain_allowed(state, self.config)
+        stuck = ~tf.reduce_any(allowed, axis=-1, keepdims=True)
+        allowed = allowed | (stuck & tf.equal(tf.range(tf.shape(allowed)[1]), EOT)[None, :])
+        return tf.where(allowed, logits, NEG_INF)
+
+    def advance(self, state, tokens, step):
+        import tensorflow as tf
+
+        state = self.grammar.advance(state, self.config, tokens)
+        closing = tf.fill(tf.shape(tokens), step + 1 >= self.close_step)
+        return self.grammar.close(state, closing)
+
+
+# Repeat bias: bars are compared by their music only, as :func:`repeat_candidates` splits them.
+REPEAT_WINDOW = 96  # music characters of a bar compared (longer bars: their first 96)
+REPEAT_RING = 2048  # music characters kept per stream (8 bars back fit many times over)
+_R_MUSIC, _R_SEP, _R_DIGIT, _R_LBRACKET, _R_IGNORED = range(5)
+
+
+def _repeat_classes(vocab: Vocab):
+    """Per token id: its class for the bar split, and whether it is '\\n', 'K', ':'."""
+    import numpy as np
+
+    size = len(vocab)
+    classes = np.full(size, _R_IGNORED, np.int32)  # reserved tokens change nothing
+    newline, letter_k, colon = (np.zeros(size, bool) for _ in range(3))
+    for ch in vocab.chars:
+        i = vocab.encode(ch)[0]
+        if ch in "|]:":
+            classes[i] = _R_SEP
+        elif ch.isdigit():
+            classes[i] = _R_DIGIT
+        elif ch == "[":
+            classes[i] = _R_LBRACKET
+        elif _MUSIC_ONLY.fullmatch(ch):
+            classes[i] = _R_IGNORED
+        else:
+            classes[i] = _R_MUSIC
+        newline[i], letter_k[i], colon[i] = ch == "\n", ch == "K", ch == ":"
+    return classes, newline, letter_k, colon
+
+
+class RepeatBias(LogitsProcessor):
+    """:func:`repeat_candidates` in the graph: ``bias`` added to the characters that continue
+    a bar 1, 2, 4 or 8 back (never asking for a third identical bar in a row).
+
+    State per stream: where the header is (the body starts after the ``K:`` line), the music
+    characters of the body in a ring buffer, the current bar (start, length) and the last 8
+    finished bars; a ``[`` is kept as music until a digit shows it was an ending (``[2``).
+    """
+
+
+    def __init__(self, vocab: Vocab, bias):
+        import tensorflow as tf
+
+        classes, newline, letter_k, colon = _repeat_classes(vocab)
+        self.classes = tf.constant(classes)
+        self.newline, self.letter_k, self.colon = (
+            tf.constant(t) for t in (newline, letter_k, colon)
+        )
+        self.size = len(vocab)
+        self.bias = bias
+
+    def initial(self, num):
+        import tensorflow as tf
+
+        zeros = tf.zeros([num], tf.int32)
+        return {
+            "header": zeros,  # 0 line, 1 after '\n', 2 after '\nK', 3 in the K: line, 4 body
+            "run": zeros,  # in a separator: digits continue it ('|2', ':|2')
+            "bracket": zeros,  # the last music character is a '[' that may start '[2'
+            "ring": tf.zeros([num, REPEAT_RING], tf.int32),
+            "written": zeros,  # music characters written (ring position = written % RING)
+            "start": zeros,  # the current bar: its start in the ring and its length
+            "length": zeros,
+            "starts": tf.zeros([num, 8], tf.int32),  # finished bars, the most recent first
+            "lengths": tf.zeros([num, 8], tf.int32),
+            "bars": zeros,
+        }
+
+    def _music(self, state, offsets):
+        """Music characters at ring positions ``offsets + [0, WINDOW)``: (num, ..., WINDOW)."""
+        import tensorflow as tf
+
+        index = (offsets[..., None] + tf.range(REPEAT_WINDOW)) % REPEAT_RING
+        return tf.gather(state["ring"], index, batch_dims=1)
+
+    @staticmethod
+    def _same(a, a_len, b, b_len):
+        import tensorflow as tf
+
+        inside = tf.range(REPEAT_WINDOW) < tf.minimum(a_len, REPEAT_WINDOW)[..., None]
+        return tf.equal(a_len, b_len) & tf.reduce_all(tf.equal(a, b) | ~inside, axis=-1)
+
+    def candidates(self, state):
+        """(num, vocab) bool: the characters that continue a bar 1, 2, 4 or 8 back."""
+        import tensorflow as tf
+
+        back = tf.constant([b - 1 for b in REPEAT_DISTANCES])
+        current = self._music(state, state["start"])  # (num, W)
+        sources = self._music(state, tf.gather(state["starts"], back, axis=1))  # (num, 4, W)
+        source_len = tf.gather(state["lengths"], back, axis=1)  # (num, 4)
+        length = state["length"][:, None]
+        inside = tf.range(REPEAT_WINDOW) < tf.minimum(length, REPEAT_WINDOW)[..., None]
+        prefix = tf.reduce_all(tf.equal(sources, current[:, None]) | ~inside, axis=-1)
+        last, before = self._music(state, state["starts"][:, 0]), self._music(
+            state, state["starts"][:, 1]
+        )
+        last_len, before_len = state["lengths"][:, 0], state["lengths"][:, 1]
+        twice = (state["bars"] >= 2) & self._same(last, last_len, before, before_len)
+        third = twice[:, None] & self._same(sources, source_len, last[:, None], last_len[:, None])
+        ok = (
+            (state["bars"][:, None] >= tf.constant(REPEAT_DISTANCES))
+            & (source_len > length)
+            & (length < REPEAT_WINDOW)
+            & prefix
+            & ~third
+            & (state["header"] == 4)[:, None]
+        )
+        at = tf.broadcast_to(tf.minimum(length, REPEAT_WINDOW - 1), tf.shape(source_len))
+        following = tf.gather(sources, at, axis=2, batch_dims=2)  # (num, 4)
+        hits = tf.one_hot(tf.where(ok, following, -1), self.size, on_value=True, off_value=False)
+        return tf.reduce_any(hits, axis=1)
+
+    def __call__(self, logits, state):
+        import tensorflow as tf
+
+        return logits + tf.cast(self.candidates(state), logits.dtype) * self.bias
+
+    def advance(self, state, tokens, step):
+        import tensorflow as tf
+
+        s = dict(state)
+        header = s["header"]
+        newline = tf.gather(self.newline, tokens)
+        after_k = tf.where(tf.gather(self.colon, tokens), 3, tf.where(newline, 1, 0))
+        after_nl = tf.where(tf.gather(self.letter_k, tokens), 2, tf.where(newline, 1, 0))
+        s["header"] = tf.where(
+            header == 4,
+            4,
+            tf.where(
+                header == 3,
+                tf.where(newline, 4, 3),
+                tf.where(header == 2, after_k, tf.where(header == 1, after_nl, tf.cast(newline, tf.int32))),
+            ),
+        )
+        body = header == 4
+        kind = tf.gather(self.classes, tokens)
+        ending = body & (kind == _R_DIGIT) & (s["bracket"] == 1)  # '[2': the '[' was a bar mark
+        separator = body & ((kind == _R_SEP) | ((kind == _R_DIGIT) & (s["run"] == 1)) | ending)
+        append = body & ~separator & (kind != _R_IGNORED)
+        # '[' then a digit: take the '[' back out of the bar.
+        s["written"] = s["written"] - tf.cast(ending, tf.int32)
+        s["length"] = s["length"] - tf.cast(ending, tf.int32)
+        # A separator finishes the current bar (if it has music) and starts the next.
+        push = separator & (s["length"] > 0)
+        shifted = lambda key, new: tf.where(  # noqa: E731
+            push[:, None], tf.concat([new[:, None], s[key][:, :-1]], axis=1), s[key]
+        )
+        s["starts"], s["lengths"] = shifted("starts", s["start"]), shifted("lengths", s["length"])
+        s["bars"] = s["bars"] + tf.cast(push, tf.int32)
+        s["start"] = tf.where(separator, s["written"], s["start"])
+        s["length"] = tf.where(separator, 0, s["length"])
+        # Music characters go into the ring.
+        slot = tf.one_hot(s["written"] % REPEAT_RING, REPEAT_RING, on_value=True, off_value=False)
+        s["ring"] = tf.where(append[:, None] & slot, tokens[:, None], s["ring"])
+        s["written"] = s["written"] + tf.cast(append, tf.int32)
+        s["length"] = s["length"] + tf.cast(append, tf.int32)
+        s["run"] = tf.cast(body & (separator & ~ending), tf.int32)
+        s["bracket"] = tf.cast(append & (kind == _R_LBRACKET), tf.int32)
+        return s
+
+
+# --- the decoding loop -----------------------------------------------------------------------
+
+CHUNK = 64  # loop steps per compiled call in process (progress is reported between calls)
 
 
 class Sampler:
     """Compiled batched generation and scoring for one model.
 
-    ``initial_state`` and ``step`` come from :func:`musicseq.models.step_function`.
+    ``Sampler(model, model_config)``; :meth:`generate_ids` is the whole decoding loop as one
+    graph (what the SavedModel exports), :meth:`run` the same loop in chunks with progress,
+    :meth:`score_ids` the scorer.
     """
 
-    def __init__(self, initial_state, step):
+    def __init__(self, model, model_config, vocab: Vocab | None = None, grammar=None):
         import tensorflow as tf
 
-        self.initial_state = initial_state
-        self.step = step
-        self.generate_ids = tf.function(self._generate, reduce_retracing=True)
-        self.score_ids = tf.function(self._score, reduce_retracing=True)
+        from musicseq.models import step_function
 
-    def _generate(self, prime, num, max_len, temperature, top_k, top_p, seed):
+        self.model, self.model_config, self.vocab = model, model_config, vocab
+        self._grammar = grammar
+        self.initial_state, self.step = step_function(model, model_config)
+        # No AutoGraph: the loops are written with tf.while_loop/tf.cond, and converting the
+        # grammar's code as well made tracing several times slower.
+        compiled = dict(reduce_retracing=True, autograph=False)
+        self.generate_ids = tf.function(self._generate, **compiled)
+        self.score_ids = tf.function(self._score, **compiled)
+        self._start_compiled = tf.function(self._start, **compiled)
+        self._loop_compiled = tf.function(self._loop, **compiled)
+
+    def graph_grammar(self):
+        """The in-graph grammar for this model's vocabulary (built once)."""
+        if self._grammar is None:
+            from musicseq.grammar_graph import GraphGrammar
+
+            if self.vocab is None:
+                raise ValueError("constrained decoding needs the Sampler's vocabulary")
+            self._grammar = GraphGrammar(self.vocab.chars)
+        return self._grammar
+
+    # Parameters are a dict of tensors: temperature, top_k, top_p, seed, and for constrained
+    # decoding grammar (the per-stream configuration rows), close_step and repeat_bias.
+    def processors(self, params) -> list[LogitsProcessor]:
+        """The logits processors for ``params``, in the order they apply."""
+        chain: list[LogitsProcessor] = [Temperature(params["temperature"])]
+        if "grammar" in params:
+            if "repeat_bias" in params:
+                chain.append(RepeatBias(self.vocab, params["repeat_bias"]))
+            grammar = self.graph_grammar()
+            chain.append(GrammarMask(grammar, params["grammar"], params["close_step"]))
+        else:
+            chain.append(MaskReserved())
+        chain += [TopK(params["top_k"]), TopP(params["top_p"])]
+        return chain
+
+    def _start(self, prime, num, params):
+        import tensorflow as tf
+
+        chain = self.processors(params)
+        return (
+            tf.constant(0),
+            tf.fill([num], prime[0]),
+            self.initial_state(num),
+            tf.zeros([num], tf.bool),
+            [p.initial(num) for p in chain],
+        )
+
+    def _loop(self, carry, prime, stop, params):
+        """Run the loop from ``carry`` until step ``stop`` or every stream has ended; returns
+        the new carry and the tokens chosen, ``(num, steps run)``."""
+        import tensorflow as tf
+
+        chain = self.processors(params)
+        prime_len = tf.shape(prime)[0]
+        first = carry[0]
+        out = tf.TensorArray(tf.int32, size=0, dynamic_size=True)
+
+        def cond(i, tokens, state, done, memory, out):
+            return (i < stop) & ~tf.reduce_all(done)
+
+        def body(i, tokens, state, done, memory, out):
+            logits, state = self.step(tokens, state)  # (num, vocab)
+            logits = tf.cast(logits, tf.float32)
+            for processor, kept in zip(chain, memory):
+                logits = processor(logits, kept)
+            sampled = tf.random.stateless_categorical(
+                logits, 1, seed=tf.stack([params["seed"], i]), dtype=tf.int32
+            )[:, 0]
+            in_prime = i + 1 < prime_len
+            forced = tf.fill(tf.shape(tokens), prime[tf.minimum(i + 1, prime_len - 1)])
+            chosen = tf.where(in_prime, forced, tf.where(done, PAD, sampled))
+            done = done | (~in_prime & tf.equal(chosen, EOT))
+            memory = [p.advance(kept, chosen, i) for p, kept in zip(chain, memory)]
+            return i + 1, chosen, state, done, memory, out.write(i - first, chosen)
+
+        *carry, out = tf.while_loop(cond, body, (*carry, out))
+        return tuple(carry), tf.transpose(out.stack())
+
+    def _generate(self, prime, num, max_len, params):
         """``prime`` (P,) int32 starting with EOT -> (num, <= max_len) int32 sampled ids."""
         import tensorflow as tf
 
-        prime_len = tf.shape(prime)[0]
-        total = prime_len - 1 + max_len  # feed the prime, then sample max_len tokens
-        state = self.initial_state(num)
-        tokens = tf.fill([num], prime[0])
-        done = tf.zeros([num], tf.bool)
-        out = tf.TensorArray(tf.int32, size=0, dynamic_size=True)
+        total = tf.shape(prime)[0] - 1 + max_len  # feed the prime, then sample max_len
+        _, generated = self._loop(self._start(prime, num, params), prime, total, params)
+        return generated[:, tf.shape(prime)[0] - 1 :]  # the sampled part only
 
-        def cond(i, tokens, state, done, out):
-            return (i < total) & ~tf.reduce_all(done)
+    def run(self, prime_ids, num, max_len, params, progress=None):
+        """The loop in chunks of :data:`CHUNK` steps; ``progress(step, total, tunes_done, num,
+        characters)`` is called after each (characters sampled so far, prime excluded).
+        Returns the sampled ids ``(num, <= max_len)`` as numpy."""
+        import numpy as np
+        import tensorflow as tf
 
-        def body(i, tokens, state, done, out):
-            logits, state = self.step(tokens, state)  # (num, vocab)
-            logits = mask_reserved(apply_temperature(logits, temperature))
-            logits = top_p_filter(top_k_filter(logits, top_k), top_p)
-            sampled = tf.random.stateless_categorical(
-                logits, 1, seed=tf.stack([seed, i]), dtype=tf.int32
-            )[:, 0]
-            in_prime = i + 1 < prime_len
-            forced = tf.fill([num], prime[tf.minimum(i + 1, prime_len - 1)])
-            next_tokens = tf.where(in_prime, forced, tf.where(done, PAD, sampled))
-            done = done | (~in_prime & tf.equal(next_tokens, EOT))
-            return i + 1, next_tokens, state, done, out.write(i, next_tokens)
-
-        _, _, _, _, out = tf.while_loop(
-            cond, body, (tf.constant(0), tokens, state, done, out), maximum_iterations=total
-        )
-        generated = tf.transpose(out.stack())  # (num, steps)
-        return generated[:, prime_len - 1 :]  # the sampled part only
+        prime = tf.constant(prime_ids, tf.int32)
+        num_t = tf.constant(num, tf.int32)
+        total = len(prime_ids) - 1 + max_len
+        carry = self._start_compiled(prime, num_t, params)
+        pieces, step, chars = [], 0, 0
+        while step < total:
+            stop = min(step + CHUNK, total)
+            carry, chunk = self._loop_compiled(carry, prime, tf.constant(stop), params)
+            chunk = chunk.numpy()
+            sampled = chunk[:, max(0, len(prime_ids) - 1 - step) :]
+            chars += int(np.count_nonzero((sampled != PAD) & (sampled != EOT)))
+            pieces.append(chunk)
+            step = int(carry[0])
+            done = carry[3].numpy()
+            if progress is not None:
+                progress(step, total, int(done.sum()), num, chars)
+            if done.all():
+                break
+        ids = np.concatenate(pieces, axis=1) if pieces else np.zeros((num, 0), np.int32)
+        return ids[:, len(prime_ids) - 1 :]
 
     def _score(self, ids, lengths):
-        """Mean nats per predicted token of each row: ``ids`` (batch, T) padded, ``lengths`` (batch,)."""
+        """Total nats of each row: ``ids`` (batch, T) ``EOT tune EOT`` padded, ``lengths``
+        (batch,) their lengths; every character after the first is scored once."""
         import tensorflow as tf
 
-        batch, steps = tf.shape(ids)[0], tf.shape(ids)[1]
-        state = self.initial_state(batch)
-        total = tf.zeros([batch], tf.float32)
+        n = tf.shape(ids)[1] - 1  # predictions per row
+        scored = tf.range(n)[None, :] < (lengths - 1)[:, None]
 
-        def body(t, state, total):
-            logits, state = self.step(ids[:, t], state)
-            nats = tf.nn.sparse_softmax_cross_entropy_with_logits(
-                labels=ids[:, t + 1], logits=tf.cast(logits, tf.float32)
-            )
-            return t + 1, state, total + tf.where(t + 1 < lengths, nats, 0.0)
+        def nats(inputs, targets):
+            logits = tf.cast(self.model(inputs, training=False), tf.float32)
+            return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
 
-        _, _, total = tf.while_loop(
-            lambda t, *_: t < steps - 1, body, (tf.constant(0), state, total)
+        if self.model_config.kind != "transformer":
+            return tf.reduce_sum(tf.where(scored, nats(ids[:, :-1], ids[:, 1:]), 0.0), axis=1)
+        context = self.model_config.context
+        stride = context // 2
+
+        def window(k, total):
+            # Window k reads inputs [k * stride, k * stride + context) and scores what the
+            # windows before it did not: all of window 0, the last `stride` of the others.
+            start = k * stride
+            end = tf.minimum(start + context, n)
+            got = nats(ids[:, start:end], ids[:, start + 1 : end + 1])
+            position = start + tf.range(end - start)
+            new = position >= tf.where(k == 0, 0, start + context - stride)
+            keep = new[None, :] & tf.gather(scored, position, axis=1)
+            return k + 1, total + tf.reduce_sum(tf.where(keep, got, 0.0), axis=1)
+
+        def more(k, total):
+            return tf.where(k == 0, 0, k * stride + context - stride) < n
+
+        _, total = tf.while_loop(
+            more, window, (tf.constant(0), tf.zeros([tf.shape(ids)[0]], tf.float32))
         )
-        return total / tf.cast(tf.maximum(lengths - 1, 1), tf.float32)
-
-    def __call__(self, prime_ids, num, max_len, temperature=1.0, top_k=0, top_p=1.0, seed=0):
-        import tensorflow as tf
-
-        result = self.generate_ids(
-            tf.constant(prime_ids, tf.int32),
-            tf.constant(num, tf.int32),
-            tf.constant(max_len, tf.int32),
-            tf.constant(temperature, tf.float32),
-            tf.constant(top_k, tf.int32),
-            tf.constant(top_p, tf.float32),
-            tf.constant(seed, tf.int32),
-        )
-        return result.numpy()
+        return total
 
 
-def sampler_for(model, model_config) -> Sampler:
-    from musicseq.models import step_function
-
-    return Sampler(*step_function(model, model_config))
+def sampler_for(model, model_config, vocab: Vocab | None = None) -> Sampler:
+    return Sampler(model, model_config, vocab)
 
 
-def generate(
-    model, model_config, vocab: Vocab, config: SampleConfig, sampler: Sampler | None = None
-) -> list[str]:
-    """Generate ``config.num`` tunes; each is the prime followed by sampled text up to EOT."""
-    config.validate()
-    check_prime(config.prime, vocab)
-    sampler = sampler or sampler_for(model, model_config)
-    prime_ids = [EOT] + vocab.encode(config.prime)  # every training tune follows an EOT
-    ids = sampler(
-        prime_ids,
-        config.num,
-        config.max_len,
-        config.temperature,
-        config.top_k,
-        config.top_p,
-        config.seed,
-    )
-    return [config.prime + vocab.decode(row) for row in ids]
+def score_texts(model, model_config, vocab: Vocab, texts: list[str], batch_size: int = 16):
+    """Total nats of each tune (``EOT`` + text + ``EOT``, scoring text and the final ``EOT``):
+    the one scorer (held-out loss, model cards, the SavedModel's ``score``)."""
+    import numpy as np
+    import tensorflow as tf
+
+    sampler = sampler_for(model, model_config, vocab)
+    rows = [np.asarray([EOT, *vocab.encode(t), EOT], np.int32) for t in texts]
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))  # less padding per batch
+    totals = np.zeros(len(texts), np.float64)
+    for begin in range(0, len(order), batch_size):
+        batch = order[begin : begin + batch_size]
+        width = max(len(rows[i]) for i in batch)
+        ids = np.full((len(batch), width), PAD, np.int32)
+        for row, i in enumerate(batch):
+            ids[row, : len(rows[i])] = rows[i]
+        lengths = np.asarray([len(rows[i]) for i in batch], np.int32)
+        got = sampler.score_ids(tf.constant(ids), tf.constant(lengths)).numpy()
+        totals[batch] = got
+    return totals
 
 
 def plan_forms(config: SampleConfig, fixed: dict[str, str] | None = None) -> list[dict]:
@@ -261,100 +600,100 @@ def repeat_candidates(text: str) -> set[str]:
     return found
 
 
-def generate_constrained(
-    model, model_config, vocab: Vocab, config: SampleConfig, fixed: dict[str, str] | None = None
-) -> list[str]:
-    """Generate tunes that are valid by construction (see :mod:`musicseq.notation.grammar`).
-
-    The header follows the template ``X:1 / T: / M: / L: / K:`` with values from allowed
-    sets (or ``fixed``); in the body, a bar line can only come when the bar is full and a
-    note only if it fits in the bar. The model's logits are masked to the characters the
-    grammar allows at each step, then temperature, top-k and top-p apply as usual. One
-    compiled model step per character for all streams; the grammar runs in Python.
-    ``config.prime`` must itself follow the template (the default ``X:1\\n`` does).
-    """
-    import numpy as np
+def _params(config: SampleConfig) -> dict:
     import tensorflow as tf
 
-    from musicseq.models import step_function
-    from musicseq.notation.grammar import END, GrammarError, TuneGrammar
+    return {
+        "temperature": tf.constant(config.temperature, tf.float32),
+        "top_k": tf.constant(config.top_k, tf.int32),
+        "top_p": tf.constant(config.top_p, tf.float32),
+        "seed": tf.constant(config.seed, tf.int32),
+    }
+
+
+def close_reserve(max_len: int) -> int:
+    """Characters kept at the end of constrained decoding for finishing the tune."""
+    return min(200, max_len // 4)
+
+
+def generate(
+    model,
+    model_config,
+    vocab: Vocab,
+    config: SampleConfig,
+    sampler: Sampler | None = None,
+    *,
+    constrain: bool = False,
+    fixed: dict[str, str] | None = None,
+    progress=None,
+) -> list[str]:
+    """Generate ``config.num`` tunes; each is the prime followed by sampled text up to EOT.
+
+    With ``constrain`` every tune is valid by construction (:mod:`musicseq.grammar_graph`, the
+    in-graph twin of :mod:`musicseq.notation.grammar`): the header follows the template
+    ``X:1 / T: / M: / L: / K:`` with values from allowed sets (or ``fixed``), the body the
+    form :func:`plan_forms` draws, bars are exact, and ``config.repeat_bias`` favours
+    returning bars. ``config.prime`` must then itself follow the template (the default
+    ``X:1\\n`` does). ``progress`` (e.g. :class:`musicseq.progress.Progress`) is called
+    between chunks of the loop (:meth:`Sampler.run`).
+    """
+    import tensorflow as tf
 
     config.validate()
     check_prime(config.prime, vocab)
-    alphabet = set(vocab.chars)
-    try:
-        grammars = [
-            TuneGrammar(
-                fixed=plan["fixed"],
-                alphabet=alphabet,
-                form=plan["form"],
-                bars_per_part=plan["bars"],
-                cadence=plan["cadence"],
-            )
-            for plan in plan_forms(config, fixed)
-        ]
-    except GrammarError as exc:  # e.g. a forced key the vocabulary cannot spell
-        raise UserError(str(exc)) from exc
-    try:
-        for ch in config.prime:
+    sampler = sampler or sampler_for(model, model_config, vocab)
+    prime_ids = [EOT] + vocab.encode(config.prime)  # every training tune follows an EOT
+    params = _params(config)
+    grammars = []
+    if constrain:
+        from musicseq.notation.grammar import GrammarError, TuneGrammar
+
+        plans = plan_forms(config, fixed)
+        try:
+            for plan in plans:
+                grammar = TuneGrammar(
+                    fixed=plan["fixed"],
+                    alphabet=set(vocab.chars),
+                    form=plan["form"],
+                    bars_per_part=plan["bars"],
+                    cadence=plan["cadence"],
+                )
+                grammars.append(grammar)
+            rows = sampler.graph_grammar().plans(plans)
+        except GrammarError as exc:  # e.g. a forced key the vocabulary cannot spell
+            raise UserError(str(exc)) from exc
+        try:
             for grammar in grammars:
-                grammar.advance(ch)
-    except GrammarError as exc:
-        raise UserError(
-            f"constrained decoding cannot continue this prime ({exc})"
-        ) from exc
-    char_ids = {c: vocab.encode(c)[0] for c in vocab.chars}
-    initial_state, step = step_function(model, model_config)
-    step_fn = tf.function(step, reduce_retracing=True, autograph=False)  # explicit tf.cond inside
+                for ch in config.prime:
+                    grammar.advance(ch)
+        except GrammarError as exc:
+            raise UserError(f"constrained decoding cannot continue this prime ({exc})") from exc
+        params["grammar"] = tf.constant(rows)
+        params["close_step"] = tf.constant(
+            len(prime_ids) - 1 + config.max_len - close_reserve(config.max_len), tf.int32
+        )
+        if config.repeat_bias:
+            params["repeat_bias"] = tf.constant(config.repeat_bias, tf.float32)
+    ids = sampler.run(prime_ids, config.num, config.max_len, params, progress)
+    texts = [config.prime + vocab.decode(row) for row in ids]
+    if not constrain:
+        return texts
+    out = []
+    for row, text, grammar in zip(ids, texts, grammars):
+        if EOT in row:
+            out.append(text)
+            continue
+        # Out of room: the reference grammar replays the tune and completes it.
+        for ch in text[len(config.prime) :]:
+            grammar.advance(ch)
+        out.append(grammar.completion())
+    return out
 
-    @tf.function(reduce_retracing=True)
-    def pick(logits, allowed, bias, i):
-        logits = apply_temperature(logits, config.temperature) + bias
-        logits = tf.where(allowed, logits, NEG_INF)
-        logits = top_p_filter(top_k_filter(logits, config.top_k), config.top_p)
-        return tf.random.stateless_categorical(
-            logits, 1, seed=tf.stack([config.seed, i]), dtype=tf.int32
-        )[:, 0]
 
-    num, size = config.num, len(vocab)
-    state = initial_state(tf.constant(num))
-    tokens = tf.fill([num], EOT)
-    for ch in config.prime:  # the prime is fed, not sampled
-        _, state = step_fn(tokens, state)
-        tokens = tf.fill([num], char_ids[ch])
-    reserve = min(200, config.max_len // 4)  # characters kept for finishing the last bar
-    done = [False] * num
-    for i in range(config.max_len):
-        logits, state = step_fn(tokens, state)
-        allowed = np.zeros((num, size), dtype=bool)
-        bias = np.zeros((num, size), dtype=np.float32)
-        for b, grammar in enumerate(grammars):
-            if done[b]:
-                allowed[b, EOT] = True
-                continue
-            if i >= config.max_len - reserve:
-                grammar.close()
-            options = grammar.plain_allowed()
-            ids = [char_ids[c] for c in options if c in char_ids] + (
-                [EOT] if END in options else []
-            )
-            if not ids:  # the vocabulary cannot continue this tune: end it cleanly
-                done[b] = True
-                allowed[b, EOT] = True
-                continue
-            allowed[b, ids] = True
-            for ch in repeat_candidates(grammar.text) if config.repeat_bias else ():
-                if ch in options and ch in char_ids:
-                    bias[b, char_ids[ch]] = config.repeat_bias
-        chosen = pick(logits, allowed, bias, tf.constant(i, tf.int32)).numpy()
-        for b, grammar in enumerate(grammars):
-            if not done[b]:
-                if chosen[b] == EOT:
-                    grammar.advance(END)
-                    done[b] = True
-                else:
-                    grammar.advance(vocab.chars[chosen[b] - len(RESERVED)])
-        if all(done):
-            break
-        tokens = tf.constant(chosen, tf.int32)
-    return [g.text if g.finished else g.completion() for g in grammars]
+def generate_constrained(
+    model, model_config, vocab: Vocab, config: SampleConfig, fixed=None, progress=None
+) -> list[str]:
+    """:func:`generate` with ``constrain=True``."""
+    return generate(
+        model, model_config, vocab, config, constrain=True, fixed=fixed, progress=progress
+    )

@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 
 import pytest
@@ -127,6 +128,11 @@ def test_end_to_end_in_a_subprocess(tmp_path, data_dir):
     assert "tune  title" in done.stdout and "Test" in done.stdout
     assert sorted(p.name for p in out.glob("*.abc")) == ["tune_001.abc", "tune_002.abc"]
     assert "Traceback" not in done.stderr
+    # Progress on stderr (tunes done, characters/s, time left); none with --quiet.
+    assert re.search(r"generating: \d/2 tunes done, [\d,]+ characters, [\d,]+ chars/s", done.stderr)
+    assert "left" in done.stderr
+    quiet = run_cli("generate", model, "--num", "1", "--max-len", "50", "--quiet", "--out", "-")
+    assert quiet.returncode == 0 and "tunes done" not in quiet.stderr
 
 
 def test_generate_controls_are_checked_before_the_model_is_loaded(capsys, tmp_path):

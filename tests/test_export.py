@@ -24,7 +24,10 @@ NO_MUSICSEQ = textwrap.dedent(
     m = tf.saved_model.load(sys.argv[1])
     out = m.signatures["generate"](prime=tf.constant("X:1\\n"), num_tunes=tf.constant(3),
         max_len=tf.constant(80), temperature=tf.constant(0.9), top_k=tf.constant(0),
-        top_p=tf.constant(0.95), seed=tf.constant(11))["tunes"].numpy()
+        top_p=tf.constant(0.95), seed=tf.constant(11), constrain=tf.constant(False),
+        meter=tf.constant(""), key=tf.constant(""), form=tf.constant("free"),
+        bars=tf.constant(8), cadence=tf.constant("none"),
+        repeat_bias=tf.constant(0.0))["tunes"].numpy()
     scores = m.signatures["score"](text=tf.constant(["X:1\\nK:G\\nABc|\\n", "X:2\\n"]))["nats_per_char"].numpy()
     print(repr([t.decode() for t in out]))
     print(repr(scores.tolist()))
@@ -69,6 +72,26 @@ def test_savedmodel_generates_like_in_process_and_without_musicseq(kind, kind_mo
     assert eval(lines[-2]) == expected  # noqa: S307 - our own subprocess's repr output
     scores = eval(lines[-1])  # noqa: S307
     assert len(scores) == 2 and all(0 < s < 10 for s in scores)
+
+
+def test_savedmodel_constrains_like_in_process(kind_models, tmp_path):
+    # The grammar rides in the exported loop: the same constrained tunes as in process.
+    import tensorflow as tf
+
+    model, config, vocab = load_model_dir(kind_models["transformer"])
+    path = export_savedmodel(model, config, vocab, tmp_path / "savedmodel")
+    saved = tf.saved_model.load(str(path))
+    sample = SampleConfig(num=3, max_len=300, seed=4, form="AB", bars=8, repeat_bias=1.5)
+    fixed = {"M": "4/4", "K": "G"}
+    expected = generate(model, config, vocab, sample, constrain=True, fixed=fixed)
+    got = call_generate(saved, sample, constrain=True, fixed=fixed)
+    for mine, theirs in zip(got, expected):
+        assert mine == theirs or theirs.startswith(mine)  # in process completes cut tunes
+        assert "M:4/4\n" in mine and "K:G\n" in mine
+    with pytest.raises(tf.errors.InvalidArgumentError, match="meter not among"):
+        call_generate(saved, sample, constrain=True, fixed={"M": "5/7"})
+    with pytest.raises(tf.errors.InvalidArgumentError, match="form"):
+        call_generate(saved, SampleConfig(form="AAAB"), constrain=True)
 
 
 def test_score_matches_held_out_loss(kind_models, tmp_path):

@@ -142,3 +142,32 @@ def test_repeat_candidates_do_not_ask_for_a_third_identical_bar():
     head = "X:1\nM:6/8\nL:1/8\nK:G\n"
     assert repeat_candidates(head + "|:f2d B2e|f2d B2e|f") == set()
     assert repeat_candidates(head + "|:GAB dBG|f2d B2e|f") == {"2"}
+
+
+def test_the_repeat_bias_in_the_graph_follows_the_reference(tiny_model_dir):
+    # RepeatBias (in the decoding loop) proposes exactly what repeat_candidates proposes,
+    # at every character of corpus-like tunes and of tunes with endings, chords and '[2'.
+    import tensorflow as tf
+
+    from musicseq.sampling import RepeatBias, repeat_candidates
+    from musicseq.vocab import Vocab
+
+    texts = [
+        "X:1\nT:a\nM:4/4\nK:D\n|:GABc dBAG|GABc dBAG|GA (3Bcd e2 ~d2|GABc d2 d2:|\n",
+        "X:2\nT:b\nM:6/8\nK:G\nD|G2B dBG|G2B dBG|[1 A2c ecA:|[2 A2c ecA||\n|:g3 g3|g3 g3|g3 g3|]\n",
+        "X:3\nT:c\nK:A\n[ce]2 [ce]2|[ce]2 [ce]2|1 ab:|2 ab|]ab ab|[|]ab ab|\n",
+        "X:4\nT:d\nM:3/4\nL:1/8\nK:Em\nE>F G2 G>A|E>F G2 G>A|B2 B2 B2|B2 B2 B2|B2 c2 B2|\n",
+    ]
+    vocab = Vocab(sorted(set("".join(texts))))
+    processor = RepeatBias(vocab, 1.0)
+    state = processor.initial(len(texts))
+    width = max(len(t) for t in texts)
+    for position in range(width + 1):
+        got = processor.candidates(state).numpy()
+        for row, text in enumerate(texts):
+            if position <= len(text):
+                expected = {vocab.encode(c)[0] for c in repeat_candidates(text[:position])}
+                assert set(np.flatnonzero(got[row])) == expected, (row, text[:position])
+        if position < width:
+            tokens = [vocab.encode(t[position])[0] if position < len(t) else 0 for t in texts]
+            state = processor.advance(state, tf.constant(tokens, tf.int32), position)
