@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -28,11 +29,12 @@ CONFIGS = {  # name: (model config overrides, batch, sequence length)
     "gru512": (dict(kind="gru", units=512), 32, 100),
     "rnn_scratch512": (dict(kind="rnn_scratch", units=512), 32, 100),
     "transformer": (
-        dict(kind="transformer", units=256, num_layers=4, num_heads=4, context=256),
-        32,
-        256,
+        dict(kind="transformer", units=256, num_layers=4, num_heads=8, context=512),
+        8,
+        512,
     ),
 }
+TORCH_PEERS = ("lstm512", "lstm1024", "gru512", "transformer")
 PLAIN = {"lstm512": "LSTM", "lstm1024": "LSTM", "gru512": "GRU"}
 
 KERAS_RUN = textwrap.dedent(
@@ -58,30 +60,54 @@ KERAS_RUN = textwrap.dedent(
     x = rng.integers(3, 98, size=(batch * 8, seq)).astype("int32")
     data = tf.data.Dataset.from_tensor_slices((x, np.roll(x, -1, axis=1))).repeat().batch(batch).prefetch(2)
     model.fit(data, steps_per_epoch=warmup, epochs=1, verbose=0)
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"tokens_per_second": steps * batch * seq / seconds, "peak_mb": peak,
-                      "parameters": model.count_params()}))
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"tokens_per_second": steps * batch * seq / seconds,
+                      "peak_mb": r1.ru_maxrss / 1024, "parameters": model.count_params(),
+                      "user": (r1.ru_utime - r0.ru_utime) / seconds,
+                      "sys": (r1.ru_stime - r0.ru_stime) / seconds}))
     """
 )
 
 TORCH_RUN = textwrap.dedent(
     """
-    import json, resource, sys, time
+    import json, math, resource, sys, time
     import torch
-    units, embedding, batch, seq, steps, warmup = json.loads(sys.argv[1])
+    kind, units, embedding, heads, layers, batch, seq, steps, warmup = json.loads(sys.argv[1])
     torch.manual_seed(0)
-    class Model(torch.nn.Module):
-        def __init__(self):
+    class Recurrent(torch.nn.Module):
+        def __init__(self, cell):
             super().__init__()
             self.embedding = torch.nn.Embedding(98, embedding)
-            self.lstm = torch.nn.LSTM(embedding, units, batch_first=True)
+            self.rnn = cell(embedding, units, batch_first=True)
             self.out = torch.nn.Linear(units, 98)
         def forward(self, x):
-            return self.out(self.lstm(self.embedding(x))[0])
-    model = Model()
+            return self.out(self.rnn(self.embedding(x))[0])
+    class Transformer(torch.nn.Module):
+        # musicseq's Transformer: token embedding + sinusoidal positions, pre-norm blocks
+        # (causal attention, GELU MLP of 4x width), final norm, output layer.
+        def __init__(self):
+            super().__init__()
+            self.embedding = torch.nn.Embedding(98, units)
+            position = torch.arange(seq)[:, None]
+            rate = torch.exp(torch.arange(0, units, 2) * (-math.log(10000.0) / units))
+            table = torch.zeros(seq, units)
+            table[:, 0::2], table[:, 1::2] = torch.sin(position * rate), torch.cos(position * rate)
+            self.register_buffer("positions", table)
+            block = torch.nn.TransformerEncoderLayer(units, heads, 4 * units, dropout=0.0,
+                activation="gelu", batch_first=True, norm_first=True)
+            self.blocks = torch.nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
+            self.norm = torch.nn.LayerNorm(units)
+            self.out = torch.nn.Linear(units, 98)
+            self.register_buffer("mask", torch.nn.Transformer.generate_square_subsequent_mask(seq))
+        def forward(self, x):
+            h = self.embedding(x) * math.sqrt(units) + self.positions[: x.shape[1]]
+            return self.out(self.norm(self.blocks(h, mask=self.mask, is_causal=True)))
+    model = Transformer() if kind == "transformer" else Recurrent(
+        torch.nn.LSTM if kind == "lstm" else torch.nn.GRU)
     optimiser = torch.optim.Adam(model.parameters(), lr=2e-3)
     x = torch.randint(3, 98, (batch, seq + 1))
     def step():
@@ -93,13 +119,17 @@ TORCH_RUN = textwrap.dedent(
         optimiser.step()
     for _ in range(warmup):
         step()
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     for _ in range(steps):
         step()
     seconds = time.perf_counter() - start
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"tokens_per_second": steps * batch * seq / seconds,
-                      "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "threads": torch.get_num_threads()}))
+                      "peak_mb": r1.ru_maxrss / 1024, "threads": torch.get_num_threads(),
+                      "user": (r1.ru_utime - r0.ru_utime) / seconds,
+                      "sys": (r1.ru_stime - r0.ru_stime) / seconds,
+                      "parameters": sum(p.numel() for p in model.parameters())}))
     """
 )
 
@@ -138,73 +168,95 @@ def pipeline_throughput(seq: int = 100, batch: int = 32, batches: int = 300) -> 
     return batches * batch * seq / (time.perf_counter() - start)
 
 
+def spread(values, digits=0) -> str:
+    return f"{statistics.median(values):,.{digits}f} ({min(values):,.{digits}f}–{max(values):,.{digits}f})"
+
+
+def torch_payload(overrides, batch, seq, steps, warmup):
+    return [
+        overrides["kind"],
+        overrides["units"],
+        overrides.get("embedding_dim", 64),
+        overrides.get("num_heads", 4),
+        overrides.get("num_layers", 1),
+        batch,
+        seq,
+        steps,
+        warmup,
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--only", nargs="+", default=list(CONFIGS))
     args = parser.parse_args()
     from _bench import machine, write_section
 
-    rows = []
-    for name in args.only:
-        overrides, batch, seq = CONFIGS[name]
-        ours = run(KERAS_RUN, [overrides, batch, seq, args.steps, args.warmup, None])
-        row = {"name": name, "batch": batch, "seq": seq, "musicseq": ours}
-        if name in PLAIN:
-            row["keras"] = run(
-                KERAS_RUN, [overrides, batch, seq, args.steps, args.warmup, PLAIN[name]]
-            )
-        if name.startswith("lstm"):
-            try:
-                import torch  # noqa: F401
+    try:
+        import torch  # noqa: F401
 
-                row["torch"] = run(
-                    TORCH_RUN,
-                    [
-                        overrides["units"],
-                        overrides.get("embedding_dim", 64),
-                        batch,
-                        seq,
-                        args.steps,
-                        args.warmup,
-                    ],
+        have_torch = True
+    except ImportError:
+        have_torch = False
+    results = {name: {"musicseq": [], "keras": [], "torch": []} for name in args.only}
+    for round_ in range(args.rounds):  # interleaved: each round runs every system once
+        for name in args.only:
+            overrides, batch, seq = CONFIGS[name]
+            got = results[name]
+            got["musicseq"].append(
+                run(KERAS_RUN, [overrides, batch, seq, args.steps, args.warmup, None])
+            )
+            if name in PLAIN:
+                got["keras"].append(
+                    run(KERAS_RUN, [overrides, batch, seq, args.steps, args.warmup, PLAIN[name]])
                 )
-            except ImportError:
-                pass
-        rows.append(row)
-        print(json.dumps(row))
+            if have_torch and name in TORCH_PEERS:
+                payload = torch_payload(overrides, batch, seq, args.steps, args.warmup)
+                got["torch"].append(run(TORCH_RUN, payload))
+            print(round_, name, json.dumps({k: [r["tokens_per_second"] for r in v] for k, v in got.items()}), flush=True)
     pipeline = pipeline_throughput()
     lines = [
         "## Training throughput (`python scripts/bench_train.py`)",
         "",
         f"Machine: {machine()}. Steady state: {args.warmup} warm-up steps, then {args.steps} timed "
-        "steps of `fit` (Adam, clipnorm 1, vocabulary 98); each configuration in its own process "
-        "(peak resident memory of that process).",
+        "steps (Adam, clipnorm 1, vocabulary 98; musicseq and plain Keras through `fit`, PyTorch "
+        "with its own loop), each run in its own process; "
+        f"{args.rounds} interleaved rounds (every system once per round). Figures: median "
+        "(min–max) tokens/s; ratios: median of the per-round ratios (min–max); CPU: user and "
+        "system CPU seconds per second of the musicseq run (2 = both cores busy).",
         "",
-        "| configuration | musicseq tokens/s | plain Keras layer tokens/s | PyTorch tokens/s | musicseq / Keras | musicseq / PyTorch | peak MB |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| configuration | musicseq | plain Keras layer | PyTorch | musicseq / Keras | musicseq / PyTorch | musicseq CPU user+sys | PyTorch CPU user+sys | peak MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for row in rows:
-        ours = row["musicseq"]["tokens_per_second"]
-        keras_speed = row.get("keras", {}).get("tokens_per_second")
-        torch_speed = row.get("torch", {}).get("tokens_per_second")
+    for name in args.only:
+        _, batch, seq = CONFIGS[name]
+        got = results[name]
+        speed = {k: [r["tokens_per_second"] for r in v] for k, v in got.items()}
+
+        def ratio(other):
+            if not speed[other]:
+                return "—"
+            values = [a / b for a, b in zip(speed["musicseq"], speed[other])]
+            return spread(values, 2).replace(" (", "× (")
+
+        def cpu(system):
+            runs = got[system]
+            if not runs:
+                return "—"
+            user = statistics.median(r["user"] for r in runs)
+            sys_ = statistics.median(r["sys"] for r in runs)
+            return f"{user:.2f} + {sys_:.2f}"
+
         lines.append(
-            f"| {row['name']} (batch {row['batch']}, seq {row['seq']}) | {ours:,.0f} | "
-            + (f"{keras_speed:,.0f}" if keras_speed else "—")
+            f"| {name} (batch {batch}, seq {seq}) | {spread(speed['musicseq'])} | "
+            + (spread(speed["keras"]) if speed["keras"] else "—")
             + " | "
-            + (
-                f"{torch_speed:,.0f}"
-                if torch_speed
-                else "not installed"
-                if row["name"].startswith("lstm")
-                else "—"
-            )
-            + " | "
-            + (f"{ours / keras_speed:.2f}×" if keras_speed else "—")
-            + " | "
-            + (f"{ours / torch_speed:.2f}×" if torch_speed else "—")
-            + f" | {row['musicseq']['peak_mb']:,.0f} |"
+            + (spread(speed["torch"]) if speed["torch"] else ("not installed" if name in TORCH_PEERS else "—"))
+            + f" | {ratio('keras')} | {ratio('torch')} | {cpu('musicseq')} | {cpu('torch')} | "
+            + f"{statistics.median(r['peak_mb'] for r in got['musicseq']):,.0f} |"
         )
     lines += [
         "",

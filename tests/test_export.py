@@ -58,7 +58,7 @@ def kind_models(tmp_path_factory, data_dir):
 @pytest.mark.parametrize("kind", MODEL_KINDS)
 def test_savedmodel_generates_like_in_process_and_without_musicseq(kind, kind_models, tmp_path):
     model, config, vocab = load_model_dir(kind_models[kind])
-    path = export_savedmodel(model, config, vocab, tmp_path / "savedmodel")
+    path = export_savedmodel(model, config, vocab, tmp_path / "savedmodel", grammar=False)
     sample = SampleConfig(num=3, max_len=80, temperature=0.9, top_p=0.95, seed=11)
     expected = generate(model, config, vocab, sample)
     import tensorflow as tf
@@ -100,7 +100,7 @@ def test_score_matches_held_out_loss(kind_models, tmp_path):
     from musicseq.evaluate import held_out_loss
 
     model, config, vocab = load_model_dir(kind_models["lstm"])
-    path = export_savedmodel(model, config, vocab, tmp_path / "sm")
+    path = export_savedmodel(model, config, vocab, tmp_path / "sm", grammar=False)
     texts = ["X:1\nT:a\nK:G\nABcd|dcBA|\n", "X:2\nK:D\nDEF|\n"]
     scores = (
         tf.saved_model.load(str(path))
@@ -115,7 +115,7 @@ def test_saved_model_cli_lists_signatures(kind_models, tmp_path):
     import shutil
 
     model, config, vocab = load_model_dir(kind_models["gru"])
-    path = export_savedmodel(model, config, vocab, tmp_path / "sm")
+    path = export_savedmodel(model, config, vocab, tmp_path / "sm", grammar=False)
     cli = shutil.which("saved_model_cli") or str(
         __import__("pathlib").Path(sys.executable).parent / "saved_model_cli"
     )
@@ -131,7 +131,7 @@ def test_savedmodel_stores_each_weight_once(kind, kind_models, tmp_path):
     import tensorflow as tf
 
     model, config, vocab = load_model_dir(kind_models[kind])
-    path = export_savedmodel(model, config, vocab, tmp_path / "sm")
+    path = export_savedmodel(model, config, vocab, tmp_path / "sm", grammar=False)
     stored = tf.train.load_checkpoint(str(path / "variables" / "variables"))
     shapes = stored.get_variable_to_shape_map()
     values = sum(int(np.prod(shape)) for name, shape in shapes.items() if "VARIABLE_VALUE" in name)
