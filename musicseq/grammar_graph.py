@@ -246,11 +246,17 @@ class GraphGrammar(tf.Module):
     ``chars``: the vocabulary's characters in id order (token id = index + 3; 0, 1, 2 are
     PAD, UNK and EOT). ``header``: ``"template"`` (``X:1 / T: / M: / L: / K:``, generation)
     or ``"corpus"`` (the corpus's headers). ``min_bars``: without a form, a tune may end
-    after this many bars.
+    after this many bars. ``full_lookahead``: :meth:`plain_allowed` also looks ahead inside
+    ``!..!``, annotations, fields and continuations (exact, but a much larger graph to
+    compile); False skips that branch, which only matters for texts that left the plain
+    style (the plain style never writes ``!``, ``"``, fields or ``\\``).
     """
 
-    def __init__(self, chars, *, header: str = "template", min_bars: int = 8):
+    def __init__(
+        self, chars, *, header: str = "template", min_bars: int = 8, full_lookahead: bool = True
+    ):
         super().__init__(name="graph_grammar")
+        self.full_lookahead = full_lookahead
         if header not in ("template", "corpus"):
             raise GrammarError(f"header must be 'corpus' or 'template', got {header!r}")
         self.chars = tuple(chars)
@@ -631,18 +637,25 @@ class GraphGrammar(tf.Module):
         options = self._allowed_fields(s, cfg)
         plain = self._plain_style(options, s[PHASE] >= READY, s[LASTCH], s[PSLUR])
         dead = self._dead(s, cfg, config, self._lookahead)
-        exotic = (s[PHASE] >= READY) & ~_isin(s[PHASE], list(_PLAIN_PHASES))  # (N, 1)
-        dead = dead | tf.cond(
-            tf.reduce_any(exotic),
-            lambda: self._dead(s, cfg, config, self.chars) & exotic,
-            lambda: tf.zeros_like(dead),
-        )
+        if self.full_lookahead:
+            dead = dead | self._exotic_dead(s, cfg, config, dead)
         kept = plain & ~dead
         finished = s[FINISHED] > 0
         has_kept = tf.reduce_any(kept, -1, keepdims=True)
         has_plain = tf.reduce_any(plain, -1, keepdims=True)
         out = tf.where(has_kept, kept, tf.where(has_plain, plain, options))
         return tf.where(finished, options, out)
+
+    def _exotic_dead(self, s, cfg, config, dead):
+        """The look-ahead for every character, for streams inside ``!..!``, ``".."``, a field
+        or a continuation (phases the plain style itself never enters); only evaluated when
+        some stream is in one (``tf.cond``)."""
+        exotic = (s[PHASE] >= READY) & ~_isin(s[PHASE], list(_PLAIN_PHASES))  # (N, 1)
+        return tf.cond(
+            tf.reduce_any(exotic),
+            lambda: self._dead(s, cfg, config, self.chars) & exotic,
+            lambda: tf.zeros_like(dead),
+        )
 
     def _dead(self, s, cfg, config, chars):
         """(N, V): the characters of ``chars`` after which the plain style has nothing left

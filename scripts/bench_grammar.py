@@ -1,0 +1,78 @@
+"""Milliseconds per decoding step of the TensorFlow grammar (plain_allowed + advance).
+
+    TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python scripts/bench_grammar.py [--steps 200] [--runs 5]
+
+For N = 64 and N = 200 streams (forms AABB / AB / free, forced meters and keys, a tonic
+cadence), a compiled ``tf.while_loop`` takes ``--steps`` steps: the plain mask, a uniform
+draw among the allowed tokens, ``advance``. Prints the median over ``--runs`` of ms per step,
+and the same for ``allowed`` alone, jit-compiled (XLA) and not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import tensorflow as tf
+
+from musicseq.grammar_graph import GraphGrammar
+
+ROOT = Path(__file__).resolve().parent.parent
+PLANS = [
+    {"fixed": {"M": "6/8", "K": "D"}, "form": "AABB", "bars": 8, "cadence": "tonic"},
+    {"fixed": {"M": "4/4", "K": "Ador"}, "form": "AB", "bars": 8, "cadence": None},
+    {"fixed": {"M": "3/4", "K": "G"}, "form": None, "bars": 8, "cadence": "tonic"},
+    {"fixed": {"M": "2/4", "K": "Em"}, "form": "AABBCC", "bars": 16, "cadence": "tonic"},
+]
+
+
+def loop(grammar: GraphGrammar, masked: str, steps: int, jit: bool):
+    def run(state, config, seed):
+        def body(i, state):
+            if masked == "plain":
+                mask = grammar.plain_allowed(state, config)
+            else:
+                mask = grammar.allowed(state, config)
+            logits = tf.where(mask, 0.0, float("-inf"))
+            tokens = tf.random.stateless_categorical(
+                logits, 1, seed=tf.stack([seed, i]), dtype=tf.int32
+            )[:, 0]
+            return i + 1, grammar.advance(state, config, tokens)
+
+        _, state = tf.while_loop(lambda i, s: i < steps, body, (tf.constant(0), state))
+        return state
+
+    return tf.function(run, jit_compile=jit)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    chars = json.loads((ROOT / "saved_models/folk-transformer/vocab.json").read_text())["chars"]
+    grammar = GraphGrammar(chars)
+    print(f"{tf.config.threading.get_inter_op_parallelism_threads()=}")
+    for masked, jit in (("plain", True), ("allowed", True), ("plain", False)):
+        for n in (64, 200):
+            config = tf.constant(grammar.plans([PLANS[i % len(PLANS)] for i in range(n)]))
+            fn = loop(grammar, masked, args.steps, jit)
+            state = grammar.initial(config)
+            fn(state, config, tf.constant(0)).numpy()  # compile
+            times = []
+            for run in range(args.runs):
+                start = time.perf_counter()
+                fn(state, config, tf.constant(run + 1)).numpy()
+                times.append((time.perf_counter() - start) * 1000 / args.steps)
+            label = f"{masked}_allowed + advance" if masked == "plain" else "allowed + advance"
+            print(
+                f"{label:28s} jit={jit!s:5s} N={n:3d}: {statistics.median(times):.2f} ms/step"
+                f" (runs: {', '.join(f'{t:.2f}' for t in times)})"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""The TensorFlow grammar (musicseq.grammar_graph) against the Python reference.
+
+Random walks through :class:`TuneGrammar` (seeded; choices among ``plain_allowed()``, some
+among ``allowed()``, some with ``close()`` part-way) and the corpus's test tunes are replayed
+as a batch of streams through :class:`GraphGrammar`; at every position its masks must equal
+the reference's sets.
+"""
+
+import json
+import random
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from musicseq.grammar_graph import (  # noqa: E402
+    CONFIG_SIZE,
+    EOT,
+    MAX_PARTS,
+    PAD,
+    GraphGrammar,
+)
+from musicseq.notation.grammar import END, GrammarError, TuneGrammar  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CHARS = json.loads((ROOT / "saved_models/folk-transformer/vocab.json").read_text())["chars"]
+IDS = {c: i + 3 for i, c in enumerate(CHARS)}
+
+PLANS = [
+    {"fixed": {"M": "6/8", "K": "D"}, "form": "AABB", "bars": 8, "cadence": "tonic"},
+    {"fixed": {"M": "4/4", "K": "Ador"}, "form": "AB", "bars": 8, "cadence": None},
+    {"fixed": {"M": "3/4", "K": "G", "T": "The Hi (Dee) Reel"}, "form": "AABBCC", "bars": 8,
+     "cadence": "tonic"},
+    {"fixed": {"M": "2/4"}, "form": "AAB", "bars": 16, "cadence": "tonic"},
+    {"fixed": {"M": "9/8", "L": "1/16", "K": "Em"}, "form": None, "bars": 8, "cadence": "tonic"},
+    {"fixed": {"K": "Bb"}, "form": None, "bars": 8, "cadence": None},
+    {"fixed": {"M": "2/2", "K": "F#m"}, "form": "ABC", "bars": 4, "cadence": None},
+    {"fixed": {"M": "5/4", "K": "C"}, "form": "AABB", "bars": 8, "cadence": "tonic"},
+]
+
+
+@cache
+def grammar(header="template"):
+    return GraphGrammar(CHARS, header=header)
+
+
+@cache
+def compiled(header="template"):
+    g = grammar(header)
+    return (
+        tf.function(g.allowed, reduce_retracing=True),
+        tf.function(g.plain_allowed, reduce_retracing=True),
+        tf.function(g.advance, reduce_retracing=True),
+        tf.function(g.close, reduce_retracing=True),
+    )
+
+
+def reference(plan, header="template"):
+    return TuneGrammar(
+        fixed=plan["fixed"],
+        alphabet=CHARS,
+        form=plan["form"],
+        bars_per_part=plan["bars"],
+        cadence=plan["cadence"],
+        header=header,
+    )
+
+
+def walk(plan, seed, among="plain", close_at=None, steps=400):
+    """A seeded random walk: [(allowed, plain_allowed, close called here, char), ...]."""
+    g = reference(plan)
+    rng = random.Random(seed)
+    out = []
+    for step in range(steps):
+        if step == close_at:
+            g.close()
+        allowed, plain = g.allowed(), g.plain_allowed()
+        ch = rng.choice(sorted(plain if among == "plain" else allowed))
+        out.append((allowed, plain, step == close_at, ch))
+        g.advance(ch)
+        if ch == END:
+            break
+    return out
+
+
+def mask(chars):
+    m = np.zeros(len(CHARS) + 3, bool)
+    for c in chars:
+        m[EOT if c == END else IDS[c]] = True
+    return m
+
+
+def shown(row):
+    return sorted("<eot>" if i == EOT else CHARS[i - 3] for i in np.nonzero(row)[0])
+
+
+def replay(walks, plans, check_plain=True, header="template"):
+    """Replay the walks as one batch; assert the masks at every position."""
+    allowed_fn, plain_fn, advance_fn, close_fn = compiled(header)
+    g = grammar(header)
+    config = tf.constant(g.plans(plans))
+    state = g.initial(config)
+    for t in range(max(len(w) for w in walks)):
+        close_mask = np.array([t < len(w) and w[t][2] for w in walks])
+        if close_mask.any():
+            state = close_fn(state, tf.constant(close_mask))
+        got_allowed = allowed_fn(state, config).numpy()
+        got_plain = plain_fn(state, config).numpy() if check_plain else None
+        tokens = np.full(len(walks), PAD, np.int32)
+        for b, w in enumerate(walks):
+            if t >= len(w):
+                continue
+            allowed, plain, _, ch = w[t]
+            text = "".join(x[3] for x in w[:t] if x[3] != END)
+            assert shown(got_allowed[b]) == shown(mask(allowed)), (b, t, text[-60:])
+            if check_plain:
+                assert shown(got_plain[b]) == shown(mask(plain)), (b, t, text[-60:])
+            tokens[b] = EOT if ch == END else IDS[ch]
+        state = advance_fn(state, config, tf.constant(tokens))
+    return state
+
+
+def test_plain_walks_match_the_reference():
+    """Generation: the template header, the plain style, forms, cadences, close()."""
+    walks, plans = [], []
+    for i in range(16):
+        plan = PLANS[i % len(PLANS)]
+        close_at = 120 + 23 * i if i % 3 == 2 else None
+        walks.append(walk(plan, 100 + i, "plain", close_at))
+        plans.append(plan)
+    state = replay(walks, plans)
+    finished = grammar().finished(state).numpy()
+    for b, w in enumerate(walks):  # walks that reached END are finished (1), none rejected
+        assert finished[b] == (1 if w[-1][3] == END else 0)
+
+
+def test_allowed_walks_match_the_reference():
+    """Walks among allowed(): annotations, !decorations!, fields, grace notes, chords..."""
+    walks, plans = [], []
+    for i in range(6):
+        plan = PLANS[(3 * i + 1) % len(PLANS)]
+        walks.append(walk(plan, 200 + i, "allowed", 150 if i == 4 else None, steps=250))
+        plans.append(plan)
+    replay(walks, plans)
+
+
+def corpus_tunes(limit):
+    from musicseq.corpus import load_split
+
+    data = ROOT / "data" / "abc"
+    if not (data / "test.abc").exists():
+        pytest.fail("data/abc/test.abc is missing: build the corpus with `musicseq data`")
+    return load_split(data, "test")[:limit]
+
+
+def test_corpus_tunes_match_the_reference():
+    """header="corpus": the allowed mask along corpus tunes, and rejection at the same place."""
+    plan = {"fixed": {}, "form": None, "bars": 8, "cadence": None}
+    walks, rejected_at = [], []
+    for text in corpus_tunes(24):
+        g = reference(plan, header="corpus")
+        w, where = [], None
+        for i, ch in enumerate([*text, END]):
+            allowed = g.allowed()
+            w.append((allowed, None, False, ch))
+            try:
+                g.advance(ch)
+            except GrammarError:
+                where = i
+                break
+        walks.append(w)
+        rejected_at.append(where)
+    assert any(r is None for r in rejected_at)
+    state = replay(walks, [plan] * len(walks), check_plain=False, header="corpus")
+    finished = grammar("corpus").finished(state).numpy()
+    for b, where in enumerate(rejected_at):
+        assert finished[b] == (1 if where is None else 2), b
+
+
+def test_rejection_and_end_of_tune():
+    """A rejected token marks the stream (2); EOT only where the tune may end; PAD after."""
+    g = grammar()
+    config = tf.constant(g.plans([PLANS[0]] * 3))
+    state = g.initial(config)
+    for ch in "X:1\nT:":
+        state = g.advance(state, config, tf.constant([IDS[ch]] * 3))
+    state = g.advance(state, config, tf.constant([IDS["A"], EOT, IDS["\n"]]))
+    assert g.finished(state).numpy().tolist() == [0, 2, 2]  # EOT too early, empty title
+    allowed = g.allowed(state, config).numpy()
+    assert shown(allowed[1]) == ["<eot>"]
+    state = g.advance(state, config, tf.constant([IDS["b"], PAD, PAD]))
+    assert g.finished(state).numpy().tolist() == [0, 2, 2]
+
+
+def test_plans_encoding_and_errors():
+    g = grammar()
+    rows = g.plans(PLANS)
+    assert rows.shape == (len(PLANS), CONFIG_SIZE) and rows.dtype == np.int32
+    with pytest.raises(GrammarError):
+        g.plans([{"fixed": {}, "form": "AAAB", "bars": 8, "cadence": None}])
+    with pytest.raises(GrammarError):
+        g.plans([{"fixed": {"M": "7/4"}, "form": None, "bars": 8, "cadence": None}])
+    with pytest.raises(GrammarError):
+        g.plans([{"fixed": {}, "form": "ABCDEFGHI", "bars": 8, "cadence": None}])
+    with pytest.raises(GrammarError):
+        g.plans([{"fixed": {}, "form": "AB", "bars": 2, "cadence": None}])
+    # config_tensor builds the same rows from tensors
+    plan = PLANS[0]
+    row = g.plans([plan])
+    parts = np.zeros((1, MAX_PARTS), np.int32)
+    parts[0, :2] = 2
+    built = g.config_tensor(
+        meter=[g.meter_words.index("6/8")],
+        key=[g.key_words.index("D")],
+        parts=parts,
+        bars=[8],
+        cadence=[1],
+    ).numpy()
+    np.testing.assert_array_equal(built, row)
