@@ -240,6 +240,14 @@ def _norm(s: dict, like: tf.Tensor) -> dict:
     return {k: tf.broadcast_to(tf.convert_to_tensor(v, tf.int32), shape) for k, v in s.items()}
 
 
+class _Memo:
+    """Per-graph-build cache of :meth:`GraphGrammar._memoized` (a plain object, so that
+    tf.Module does not track it)."""
+
+    def __init__(self):
+        self.table: dict = {}
+
+
 class GraphGrammar(tf.Module):
     """:class:`TuneGrammar` for ``N`` streams as tensors; see the module docstring.
 
@@ -257,6 +265,7 @@ class GraphGrammar(tf.Module):
     ):
         super().__init__(name="graph_grammar")
         self.full_lookahead = full_lookahead
+        self._memo = _Memo()
         if header not in ("template", "corpus"):
             raise GrammarError(f"header must be 'corpus' or 'template', got {header!r}")
         self.chars = tuple(chars)
@@ -615,6 +624,7 @@ class GraphGrammar(tf.Module):
 
     def allowed(self, state, config) -> tf.Tensor:
         """(N, V) bool: ``TuneGrammar.allowed()`` per stream (EOT column = END)."""
+        self._memo = _Memo()
         s = self._fields(state, 1)
         cfg = self._cfg(config, 2)
         return self._allowed_fields(s, cfg)
@@ -632,6 +642,7 @@ class GraphGrammar(tf.Module):
         """(N, V) bool: ``TuneGrammar.plain_allowed()``: the plain style with one character
         of look-ahead (evaluated for :data:`LOOKAHEAD_CHARS`), falling back to the plain set,
         then to :meth:`allowed`."""
+        self._memo = _Memo()
         s = self._fields(state, 1)
         cfg = self._cfg(config, 2)
         options = self._allowed_fields(s, cfg)
@@ -703,6 +714,7 @@ class GraphGrammar(tf.Module):
         """The state after token ids ``tokens`` (N,). EOT finishes a stream (if the tune may
         end; otherwise, as for any token the grammar rejects, FINISHED becomes 2); PAD keeps a
         finished stream as it is. A requested close applies at the next READY state."""
+        self._memo = _Memo()
         s = self._fields(state)
         cfg = self._cfg(config, 1)
         tokens = tf.convert_to_tensor(tokens, tf.int32)
@@ -1153,9 +1165,26 @@ class GraphGrammar(tf.Module):
             "tok": tok,
         }
 
+    def _memoized(self, name, s, compute):
+        """``compute()`` once per state object while a graph is built (settle, note suffixes
+        and bar tokens are needed by the step and by ``can_end``)."""
+        key = (name, *(id(s[k]) for k in sorted(s)))
+        got = self._memo.table.get(key)
+        if got is None:  # the state is kept with the value: the ids stay unique
+            got = self._memo.table[key] = (dict(s), compute())
+        return got[1]
+
     def _settle(self, s, cfg):
         """``_Machine.settle``: finish a note or bar token that could end here."""
-        sok = self._suffix_ok_all(s, tf.bitwise.bitwise_and(s[FLAG], IS_TONIC) > 0, cfg)
+        return self._memoized("settle", s, lambda: self._settle_now(s, cfg))
+
+    def _note_sok(self, s, cfg):
+        """``_suffix_ok`` for every suffix, for the note being written in ``s``."""
+        tonic = tf.bitwise.bitwise_and(s[FLAG], IS_TONIC) > 0
+        return self._memoized("sok", s, lambda: self._suffix_ok_all(s, tonic, cfg))
+
+    def _settle_now(self, s, cfg):
+        sok = self._note_sok(s, cfg)
         ok_n, st_n = self._end_note(s, sok, cfg)
         word = _gather(self._bar_word, s[NODE])
         ok_t, st_t = self._token(s, tf.maximum(word, 0), cfg)
@@ -1396,7 +1425,7 @@ class GraphGrammar(tf.Module):
         )
         st_oct = _upd(s, octaves=s[OCTAVES] + 1)
         child = _gather(self._suf_children, s[NODE] * 128 + ch)
-        sok = self._suffix_ok_all(s, tf.bitwise.bitwise_and(flags, IS_TONIC) > 0, cfg)
+        sok = self._note_sok(s, cfg)
         below = _gather(self._suf_below, child)
         ok_suf = (child >= 0) & tf.reduce_any(below & sok, -1)
         return _choose([(octave, ok_oct, st_oct), (True, ok_suf, _upd(s, node=child))], s)
@@ -1477,9 +1506,12 @@ class GraphGrammar(tf.Module):
 
     def _bracket(self, s, ch, cfg, pre):
         """``_bracket``: after '[' a chord, an ending [1 [2, the invisible bar [|] or a field."""
-        ok_inv, st_inv = self._token(s, _TOK["[|]"], cfg)
-        ok_e1, st_e1 = self._token(s, _TOK["[1"], cfg)
-        ok_e2, st_e2 = self._token(s, _TOK["[2"], cfg)
+        tok = tf.where(
+            tf.equal(ch, ord("1")),
+            _TOK["[1"],
+            tf.where(tf.equal(ch, ord("2")), _TOK["[2"], _TOK["[|]"]),
+        )
+        ok_tok, st_tok = self._token(s, tok, cfg)
         field = _gather(self._inline_fields, _i(cfg["form"]) * 128 + ch)
         ok_field = self._at_bar_start(s, cfg) & self.f_rbracket
         st_field = _upd(s, phase=INLINE_COLON, kind=field)
@@ -1493,10 +1525,9 @@ class GraphGrammar(tf.Module):
 
         return _choose(
             [
-                (s[NODE] > 0, is_("]") & ok_inv, st_inv),
+                (s[NODE] > 0, is_("]") & ok_tok, st_tok),
                 (is_("|"), self.f_inv_bar & pre["tok"][..., _TOK["[|]"]], _upd(s, node=1)),
-                (is_("1"), ok_e1, st_e1),
-                (is_("2"), ok_e2, st_e2),
+                (is_("1") | is_("2"), ok_tok, st_tok),
                 (field >= 0, ok_field, st_field),
                 (self._c("note", ch) | self._c("acc", ch), ok_n, st_n),
             ],
@@ -1721,6 +1752,9 @@ class GraphGrammar(tf.Module):
 
     def _token_ok(self, s, cfg):
         """(..., 17): may each bar token of ``_BAR_TOKENS`` be written from ``s``?"""
+        return self._memoized("token_ok", s, lambda: self._token_ok_now(s, cfg))
+
+    def _token_ok_now(self, s, cfg):
         s_w, c_w = self._expand(s, cfg)
         ok, _ = self._token(s_w, tf.range(len(_BAR_TOKENS)), c_w)
         return ok
