@@ -25,6 +25,7 @@ of history.
 from __future__ import annotations
 
 import re
+import weakref
 
 from musicseq.config import SampleConfig
 from musicseq.errors import UserError
@@ -327,6 +328,52 @@ class RepeatBias(LogitsProcessor):
 
 # --- the decoding loop -----------------------------------------------------------------------
 
+
+class CompiledGrammar:
+    """A :class:`musicseq.grammar_graph.GraphGrammar` whose heavy methods are traced once.
+
+    ``plain_allowed`` and ``advance`` build large graphs; wrapped in ``tf.function``s with
+    input signatures (any number of streams) they are traced once per process and
+    vocabulary, and every decoding loop that uses them calls the same traced function.
+    """
+
+    def __init__(self, chars):
+        import tensorflow as tf
+
+        from musicseq.grammar_graph import CONFIG_SIZE, STATE_SIZE, GraphGrammar
+
+        self.graph = GraphGrammar(chars)
+        state = tf.TensorSpec([None, STATE_SIZE], tf.int32)
+        config = tf.TensorSpec([None, CONFIG_SIZE], tf.int32)
+        tokens = tf.TensorSpec([None], tf.int32)
+        compiled = dict(autograph=False)
+        self.plain_allowed = tf.function(
+            self.graph.plain_allowed, input_signature=[state, config], **compiled
+        )
+        self.advance = tf.function(
+            self.graph.advance, input_signature=[state, config, tokens], **compiled
+        )
+        self.initial, self.close, self.plans = (
+            self.graph.initial,
+            self.graph.close,
+            self.graph.plans,
+        )
+        self.meter_words, self.key_words = self.graph.meter_words, self.graph.key_words
+
+    def config_tensor(self, *args, **kwargs):
+        return self.graph.config_tensor(*args, **kwargs)
+
+
+_GRAMMARS: dict[tuple, CompiledGrammar] = {}
+
+
+def compiled_grammar(chars) -> CompiledGrammar:
+    """The compiled grammar for a vocabulary, built once per process."""
+    key = tuple(chars)
+    if key not in _GRAMMARS:
+        _GRAMMARS[key] = CompiledGrammar(chars)
+    return _GRAMMARS[key]
+
 CHUNK = 64  # loop steps per compiled call in process (progress is reported between calls)
 
 
@@ -357,11 +404,9 @@ class Sampler:
     def graph_grammar(self):
         """The in-graph grammar for this model's vocabulary (built once)."""
         if self._grammar is None:
-            from musicseq.grammar_graph import GraphGrammar
-
             if self.vocab is None:
                 raise ValueError("constrained decoding needs the Sampler's vocabulary")
-            self._grammar = GraphGrammar(self.vocab.chars)
+            self._grammar = compiled_grammar(self.vocab.chars)
         return self._grammar
 
     # Parameters are a dict of tensors: temperature, top_k, top_p, seed, and for constrained
@@ -495,8 +540,16 @@ class Sampler:
         return total
 
 
+_SAMPLERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def sampler_for(model, model_config, vocab: Vocab | None = None) -> Sampler:
-    return Sampler(model, model_config, vocab)
+    """The :class:`Sampler` of a model, made once per model (its loops are traced once)."""
+    key = (model_config, tuple(vocab.chars) if vocab is not None else None)
+    per_model = _SAMPLERS.setdefault(model, {})
+    if key not in per_model:
+        per_model[key] = Sampler(model, model_config, vocab)
+    return per_model[key]
 
 
 def score_texts(model, model_config, vocab: Vocab, texts: list[str], batch_size: int = 16):
