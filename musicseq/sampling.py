@@ -736,8 +736,12 @@ def generate(
         if EOT in row:
             out.append(text)
             continue
-        # Out of room: the reference grammar replays the tune and completes it.
-        for ch in text[len(config.prime) :]:
+        # Out of room: the reference grammar replays the tune (closing where the loop's
+        # grammar closed) and completes it.
+        close_at = config.max_len - close_reserve(config.max_len)
+        for index, ch in enumerate(text[len(config.prime) :]):
+            if index >= close_at:
+                grammar.close()
             grammar.advance(ch)
         out.append(grammar.completion())
     return out
