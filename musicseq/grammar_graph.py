@@ -29,10 +29,21 @@ How it maps onto the reference
   stream and then looked up per character, as ``_Machine._try_all`` exploits by trying one
   character of each class.
 * :meth:`GraphGrammar.plain_allowed` is ``TuneGrammar.plain_allowed``: the plain style is
-  derived from the state (in the body or not, the last character, ``PSLUR``) and the
-  one-character look-ahead is evaluated only for :data:`LOOKAHEAD_CHARS`, the characters
-  after which the plain style can be left with nothing (for any other plain character the
-  grammar always allows something plain next: a note, a bar line or the end).
+  derived from the state (in the body or not, the last character, ``PSLUR``). In the phases
+  the plain style writes (between tokens, notes, bar tokens, chords, grace notes) the
+  one-character look-ahead is evaluated only for :data:`LOOKAHEAD_CHARS` (``[``: only an
+  inline field may follow it), the one plain character after which the plain style can be
+  left with nothing; after any other the grammar always allows something plain (a note, a
+  bar line or the end). Inside ``!..!``, annotations, fields and continuations, which only
+  texts that left the plain style reach, every character is looked ahead (a ``tf.cond``
+  branch; ``full_lookahead=False`` leaves it out of the graph).
+* The public methods are plain tensor code (no autograph: ``do_not_convert``), so they can be
+  called from any ``tf.function`` or ``tf.while_loop`` body.
+* The memoised per-state computations (``_memoized``) only shorten graph building.
+
+Cost (scripts/bench_grammar.py): the graph of one step has about 16k operations; compiled
+with XLA, ``plain_allowed`` + ``advance`` is still several ms per step for 64 streams, above
+the decoding budget; most of it is per-operation overhead, not arithmetic.
 
 Limits: at most :data:`MAX_PARTS` parts in a form; forced ``M``/``L``/``K`` values must be
 among :data:`METER_VALUES`/:data:`LENGTHS`/:data:`KEYS` (the corpus's values), a forced title
@@ -544,6 +555,7 @@ class GraphGrammar(tf.Module):
             raise GrammarError(f"cannot force {name}:{value}: not among the grammar's values")
         return words.index(value)
 
+    @tf.autograph.experimental.do_not_convert
     def config_tensor(self, meter, key, parts, bars, cadence, length=None):
         """The :meth:`plans` encoding from tensors (for a SavedModel's form controls).
 
@@ -604,6 +616,7 @@ class GraphGrammar(tf.Module):
 
     # --- public API -------------------------------------------------------------------------
 
+    @tf.autograph.experimental.do_not_convert
     def initial(self, config) -> tf.Tensor:
         """(N, S) int32: the state before the first character (``_Machine.initial``)."""
         n = tf.shape(config)[0]
@@ -622,6 +635,7 @@ class GraphGrammar(tf.Module):
             out[i] = x
         return out
 
+    @tf.autograph.experimental.do_not_convert
     def allowed(self, state, config) -> tf.Tensor:
         """(N, V) bool: ``TuneGrammar.allowed()`` per stream (EOT column = END)."""
         self._memo = _Memo()
@@ -638,6 +652,7 @@ class GraphGrammar(tf.Module):
         false = tf.zeros_like(end)
         return tf.concat([false, false, end, chars], -1)
 
+    @tf.autograph.experimental.do_not_convert
     def plain_allowed(self, state, config) -> tf.Tensor:
         """(N, V) bool: ``TuneGrammar.plain_allowed()``: the plain style with one character
         of look-ahead (evaluated for :data:`LOOKAHEAD_CHARS`), falling back to the plain set,
@@ -710,6 +725,7 @@ class GraphGrammar(tf.Module):
         plain = plain & ~(col("\n") & tf.equal(last, ord("\n")))
         return tf.where(in_body, plain, allowed)
 
+    @tf.autograph.experimental.do_not_convert
     def advance(self, state, config, tokens) -> tf.Tensor:
         """The state after token ids ``tokens`` (N,). EOT finishes a stream (if the tune may
         end; otherwise, as for any token the grammar rejects, FINISHED becomes 2); PAD keeps a
@@ -749,6 +765,7 @@ class GraphGrammar(tf.Module):
             new[CLOSING] = tf.where(apply, 1, new[CLOSING])
         return new
 
+    @tf.autograph.experimental.do_not_convert
     def close(self, state, close_mask) -> tf.Tensor:
         """``TuneGrammar.close()`` for the streams where ``close_mask`` is True."""
         state = tf.convert_to_tensor(state, tf.int32)
@@ -760,6 +777,7 @@ class GraphGrammar(tf.Module):
         cols[CLOSE_REQ], cols[CLOSING] = req, closing
         return tf.stack(cols, 1)
 
+    @tf.autograph.experimental.do_not_convert
     def finished(self, state) -> tf.Tensor:
         """(N,) int32: 0 running, 1 ended with EOT, 2 a token was rejected."""
         return tf.convert_to_tensor(state, tf.int32)[:, FINISHED]
