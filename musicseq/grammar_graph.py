@@ -144,7 +144,8 @@ C_TLEN = C_PARTS + MAX_PARTS  # forced title length, -1 free
 C_TITLE = C_TLEN + 1
 CONFIG_SIZE = C_TITLE + MAX_FORCED_TITLE
 
-# Characters after which the plain style may find nothing plain (see plain_allowed).
+# Characters after which the plain style may find nothing plain (see plain_allowed); the
+# look-ahead for '[' is GraphGrammar._bracket_dead.
 LOOKAHEAD_CHARS = "["
 # Phases of the plain style (the others: !..!, "..", fields, continuations get a full look-ahead).
 _PLAIN_PHASES = (READY, ACC_, NOTE, BARTOK, LBRACKET, CHORD, GRACE, DONE, DONE_NL)
@@ -662,7 +663,10 @@ class GraphGrammar(tf.Module):
         cfg = self._cfg(config, 2)
         options = self._allowed_fields(s, cfg)
         plain = self._plain_style(options, s[PHASE] >= READY, s[LASTCH], s[PSLUR])
-        dead = self._dead(s, cfg, config, self._lookahead)
+        if self._lookahead:
+            dead = self._bracket_dead(s, cfg)
+        else:
+            dead = tf.zeros_like(plain)
         if self.full_lookahead:
             dead = dead | self._exotic_dead(s, cfg, config, dead)
         kept = plain & ~dead
@@ -1112,15 +1116,8 @@ class GraphGrammar(tf.Module):
         phase = s[PHASE]
         in_note = tf.equal(phase, NOTE)
         in_bartok = tf.equal(phase, BARTOK)
-        ok_settle, u = self._settle(s, cfg)
-        # FIELD_COLON and no ':' after a decoration letter ('M'): it was a decoration.
+        ok_settle, u, u2, pre = self._dispatch_state(s, cfg)
         fc = tf.equal(u[PHASE], FIELD_COLON)
-        letter = _gather(tf.constant(_codes(ref._FIELD_LETTERS)), u[KIND])
-        deco_letter = fc & self._c("deco", letter)
-        u2 = _choose(
-            [(deco_letter, True, _upd(u, phase=READY, kind=0, prev=P_DECO, after_bar=0))], u
-        )[1]
-        pre = self._precompute(u2, cfg)
         p2 = u2[PHASE]
 
         ok_r, st_r = self._ready(u2, ch, cfg, pre)
@@ -1167,6 +1164,42 @@ class GraphGrammar(tf.Module):
             ],
             s,
         )
+
+    def _dispatch_state(self, s, cfg):
+        """(settled ok, settled state u, u2, per-stream tables of u2): the state a character
+        is dispatched on. u2 is u, except that 'M' at a field's place without ':' after it
+        was a decoration (FIELD_COLON becomes READY)."""
+
+        def compute():
+            ok_settle, u = self._settle(s, cfg)
+            fc = tf.equal(u[PHASE], FIELD_COLON)
+            letter = _gather(tf.constant(_codes(ref._FIELD_LETTERS)), u[KIND])
+            deco_letter = fc & self._c("deco", letter)
+            u2 = _choose(
+                [(deco_letter, True, _upd(u, phase=READY, kind=0, prev=P_DECO, after_bar=0))], u
+            )[1]
+            return ok_settle, u, u2, self._precompute(u2, cfg)
+
+        return self._memoized("dispatch", s, compute)
+
+    def _bracket_dead(self, s, cfg):
+        """(N, V): '[' is dead for the plain style: after it only an inline field (K: M: L:,
+        not plain) could follow, not '[|]', '[1', '[2' or a chord. Equal to the generic
+        look-ahead (``_dead``) for the phases of the plain style, where '[' is a READY
+        character of the settled state."""
+        _, _, u2, pre = self._dispatch_state(s, cfg)
+        tok = pre["tok"]
+        live = tf.zeros_like(pre["fits_f"])
+        if self.bs_bar and self.f_inv_bar:
+            live = live | tok[..., _TOK["[|]"]]
+        for c in "12":
+            if self.bs_ending[c]:
+                live = live | tok[..., _TOK["[" + c]]
+        if self.f_rbracket and self.bs_notes:
+            live = live | (tf.equal(u2[CLOSING], 0) & pre["fits_f"])
+        column = np.zeros(self.n_vocab, bool)
+        column[self.chars.index("[") + 3] = True
+        return ~live & tf.equal(u2[PHASE], READY) & tf.constant(column)
 
     def _precompute(self, u, cfg) -> dict:
         """What the dispatch needs that does not depend on the character, per stream."""
