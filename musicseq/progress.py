@@ -19,13 +19,17 @@ class Progress:
     On a terminal the line is rewritten in place; elsewhere (logs, CI) a line is printed at
     most every ``every`` seconds. Time left is the remaining loop steps at the rate so far:
     an upper bound, as streams that end early stop the loop sooner. :meth:`finish` ends the
-    line with the totals.
+    line with the totals. Nothing is printed for a run shorter than ``after`` seconds.
     """
 
-    def __init__(self, label: str = "generating", stream=None, every: float = 10.0):
+    def __init__(
+        self, label: str = "generating", stream=None, every: float = 10.0, after: float = 2.0
+    ):
         self.label = label
         self.stream = stream or sys.stderr
         self.every = every
+        self.after = after
+        self.printed = False
         self.started = time.perf_counter()
         self.last_print = float("-inf")
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -40,6 +44,9 @@ class Progress:
             f"{chars / elapsed:,.0f} chars/s, {_clock(elapsed)} elapsed, "
             f"at most {_clock(left)} left"
         )
+        if elapsed < self.after:
+            return
+        self.printed = True
         if self.tty:
             self.stream.write("\r" + self.line + "\x1b[K")
             self.stream.flush()
@@ -49,6 +56,6 @@ class Progress:
             self.last_print = now
 
     def finish(self) -> None:
-        if self.line:
+        if self.printed:
             self.stream.write(("\r" + self.line + "\x1b[K\n") if self.tty else self.line + "\n")
             self.stream.flush()

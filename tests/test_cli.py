@@ -128,11 +128,31 @@ def test_end_to_end_in_a_subprocess(tmp_path, data_dir):
     assert "tune  title" in done.stdout and "Test" in done.stdout
     assert sorted(p.name for p in out.glob("*.abc")) == ["tune_001.abc", "tune_002.abc"]
     assert "Traceback" not in done.stderr
-    # Progress on stderr (tunes done, characters/s, time left); none with --quiet.
-    assert re.search(r"generating: \d/2 tunes done, [\d,]+ characters, [\d,]+ chars/s", done.stderr)
-    assert "left" in done.stderr
+    # No progress line for a short run; none with --quiet either.
+    assert "tunes done" not in done.stderr
     quiet = run_cli("generate", model, "--num", "1", "--max-len", "50", "--quiet", "--out", "-")
     assert quiet.returncode == 0 and "tunes done" not in quiet.stderr
+
+
+def test_progress_line_says_tunes_done_rate_and_time_left():
+    import io
+
+    from musicseq.progress import Progress
+
+    stream = io.StringIO()
+    progress = Progress("generating", stream=stream, every=0.0, after=0.0)
+    progress(64, 400, 1, 4, 1234)
+    progress(128, 400, 4, 4, 2000)
+    progress.finish()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3
+    assert re.match(r"generating: 1/4 tunes done, 1,234 characters, [\d,]+ chars/s, .* left", lines[0])
+    assert lines[-1].startswith("generating: 4/4 tunes done, 2,000 characters") and "0 s left" in lines[-1]
+    quiet = io.StringIO()
+    short = Progress(stream=quiet)  # a run shorter than 2 s prints nothing
+    short(64, 400, 0, 4, 10)
+    short.finish()
+    assert quiet.getvalue() == ""
 
 
 def test_generate_controls_are_checked_before_the_model_is_loaded(capsys, tmp_path):
