@@ -95,8 +95,12 @@ def test_savedmodel_answers_without_musicseq(name):
         m = tf.saved_model.load(sys.argv[1])
         out = m.signatures["generate"](prime=tf.constant("X:1\\n"), num_tunes=tf.constant(2),
             max_len=tf.constant(300), temperature=tf.constant(0.9), top_k=tf.constant(0),
-            top_p=tf.constant(1.0), seed=tf.constant(3))["tunes"].numpy()
+            top_p=tf.constant(1.0), seed=tf.constant(3), constrain=tf.constant(True),
+            meter=tf.constant("6/8"), key=tf.constant("D"), form=tf.constant("AABB"),
+            bars=tf.constant(8), cadence=tf.constant("tonic"),
+            repeat_bias=tf.constant(1.5))["tunes"].numpy()
         assert len(out) == 2 and all(t.startswith(b"X:1\\n") for t in out)
+        assert all(b"\\nM:6/8\\n" in t and b"\\nK:D\\n" in t and b":|" in t for t in out)
         print("ok")
         """
     )
@@ -104,6 +108,6 @@ def test_savedmodel_answers_without_musicseq(name):
         [sys.executable, "-c", code, str(ROOT / "saved_models" / name / "savedmodel")],
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=600,
     )
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
