@@ -40,7 +40,9 @@ def _form_parts(form, max_parts: int):
     chars = tf.strings.bytes_split(form)
     free = tf.equal(form, "") | tf.equal(form, "free")
     starts = tf.concat([[True], tf.not_equal(chars[1:], chars[:-1])], axis=0)
-    runs = tf.math.segment_sum(tf.ones_like(starts, tf.int32), tf.cumsum(tf.cast(starts, tf.int32)) - 1)
+    runs = tf.math.segment_sum(
+        tf.ones_like(starts, tf.int32), tf.cumsum(tf.cast(starts, tf.int32)) - 1
+    )
     checks = [
         tf.debugging.Assert(
             free | tf.strings.regex_full_match(form, "[A-Za-z]+"),
@@ -88,8 +90,8 @@ def build_archive(model, model_config, vocab: Vocab, grammar: bool = True):
     import keras
     import tensorflow as tf
 
-    from musicseq.notation.grammar import GrammarError
     from musicseq.grammar_graph import MAX_PARTS
+    from musicseq.notation.grammar import GrammarError
     from musicseq.sampling import sampler_for
 
     sampler = sampler_for(model, model_config, vocab)

@@ -29,7 +29,7 @@ import weakref
 
 from musicseq.config import SampleConfig
 from musicseq.errors import UserError
-from musicseq.vocab import EOT, PAD, RESERVED, UNK, Vocab
+from musicseq.vocab import EOT, PAD, UNK, Vocab
 
 NEG_INF = float("-inf")
 
@@ -204,7 +204,6 @@ class RepeatBias(LogitsProcessor):
     finished bars; a ``[`` is kept as music until a digit shows it was an ending (``[2``).
     """
 
-
     def __init__(self, vocab: Vocab, bias):
         import tensorflow as tf
 
@@ -258,8 +257,9 @@ class RepeatBias(LogitsProcessor):
         length = state["length"][:, None]
         inside = tf.range(REPEAT_WINDOW) < tf.minimum(length, REPEAT_WINDOW)[..., None]
         prefix = tf.reduce_all(tf.equal(sources, current[:, None]) | ~inside, axis=-1)
-        last, before = self._music(state, state["starts"][:, 0]), self._music(
-            state, state["starts"][:, 1]
+        last, before = (
+            self._music(state, state["starts"][:, 0]),
+            self._music(state, state["starts"][:, 1]),
         )
         last_len, before_len = state["lengths"][:, 0], state["lengths"][:, 1]
         twice = (state["bars"] >= 2) & self._same(last, last_len, before, before_len)
@@ -296,7 +296,11 @@ class RepeatBias(LogitsProcessor):
             tf.where(
                 header == 3,
                 tf.where(newline, 4, 3),
-                tf.where(header == 2, after_k, tf.where(header == 1, after_nl, tf.cast(newline, tf.int32))),
+                tf.where(
+                    header == 2,
+                    after_k,
+                    tf.where(header == 1, after_nl, tf.cast(newline, tf.int32)),
+                ),
             ),
         )
         body = header == 4
@@ -309,8 +313,10 @@ class RepeatBias(LogitsProcessor):
         s["length"] = s["length"] - tf.cast(ending, tf.int32)
         # A separator finishes the current bar (if it has music) and starts the next.
         push = separator & (s["length"] > 0)
-        shifted = lambda key, new: tf.where(  # noqa: E731
-            push[:, None], tf.concat([new[:, None], s[key][:, :-1]], axis=1), s[key]
+        shifted = (
+            lambda key, new: tf.where(  # noqa: E731
+                push[:, None], tf.concat([new[:, None], s[key][:, :-1]], axis=1), s[key]
+            )
         )
         s["starts"], s["lengths"] = shifted("starts", s["start"]), shifted("lengths", s["length"])
         s["bars"] = s["bars"] + tf.cast(push, tf.int32)
@@ -373,6 +379,7 @@ def compiled_grammar(chars) -> CompiledGrammar:
     if key not in _GRAMMARS:
         _GRAMMARS[key] = CompiledGrammar(chars)
     return _GRAMMARS[key]
+
 
 CHUNK = 64  # loop steps per compiled call in process (progress is reported between calls)
 

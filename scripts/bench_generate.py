@@ -143,7 +143,16 @@ def child(args) -> None:
 def in_tree(tree: Path, what: str, streams: int, length: int = 300):
     env = dict(os.environ, PYTHONPATH=str(tree))
     done = subprocess.run(
-        [sys.executable, __file__, "--child", what, "--streams", str(streams), "--length", str(length)],
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            what,
+            "--streams",
+            str(streams),
+            "--length",
+            str(length),
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -209,7 +218,10 @@ def lab_rows(rounds: int) -> list[tuple[str, list[float]]]:
             call_generate(loaded, config)
             rows["saved"].append(2000 / (time.perf_counter() - start))
     return [
-        ("LSTM 1024, batch 1: naive loop (one eager model call per character, as the lab)", rows["naive"]),
+        (
+            "LSTM 1024, batch 1: naive loop (one eager model call per character, as the lab)",
+            rows["naive"],
+        ),
         ("LSTM 1024, batch 1: musicseq compiled loop", rows["single"]),
         ("LSTM 1024, 64 streams: musicseq compiled loop (aggregate)", rows["streams"]),
         ("LSTM 1024, batch 1: exported SavedModel `generate`", rows["saved"]),
@@ -240,7 +252,13 @@ def constrained_rows(rounds: int) -> list[dict]:
                 seen = []
                 start = time.perf_counter()
                 tunes = generate(
-                    loaded.model, loaded.config, loaded.vocab, config, sampler, progress=lambda *a: seen.append(a), **how
+                    loaded.model,
+                    loaded.config,
+                    loaded.vocab,
+                    config,
+                    sampler,
+                    progress=lambda *a, seen=seen: seen.append(a),
+                    **how,
                 )
                 seconds = time.perf_counter() - start
                 if r:
@@ -256,7 +274,9 @@ def constrained_rows(rounds: int) -> list[dict]:
                 constrained=per_step["constrained"],
                 ratio=ratios,
                 free_chars=[c / t for c, t in zip(chars["free"], times["free"])],
-                constrained_chars=[c / t for c, t in zip(chars["constrained"], times["constrained"])],
+                constrained_chars=[
+                    c / t for c, t in zip(chars["constrained"], times["constrained"])
+                ],
             )
         )
     return rows
@@ -276,7 +296,12 @@ def main() -> None:
 
     rounds = 2 if args.quick else 5
     baseline = Path(tempfile.mkdtemp(prefix="musicseq-baseline-"))
-    subprocess.run(["git", "worktree", "add", "--detach", str(baseline), BASELINE], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(baseline), BASELINE],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     try:
         trees = {"baseline": baseline, "now": ROOT}
         positions = {name: {p: [] for p in POSITIONS} for name in trees}
@@ -291,7 +316,9 @@ def main() -> None:
                 free[name].append(in_tree(tree, "free", 64, 300))
                 print(name, free[name][-1], flush=True)
     finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=ROOT, capture_output=True)
+        subprocess.run(
+            ["git", "worktree", "remove", "--force", str(baseline)], cwd=ROOT, capture_output=True
+        )
     lab = lab_rows(rounds)
     constrained = constrained_rows(rounds)
 
@@ -305,10 +332,12 @@ def main() -> None:
         "|---|---:|---:|",
     ]
     for name, values in lab:
-        lines.append(f"| {name} | {spread(values, digits=0)} | {statistics.median(values) / naive:.1f}× |")
+        lines.append(
+            f"| {name} | {spread(values, digits=0)} | {statistics.median(values) / naive:.1f}× |"
+        )
     lines += [
         "",
-        f"### Transformer cached step by position (d256, 4 layers, 8 heads, context 512: the shipped default's shape)",
+        "### Transformer cached step by position (d256, 4 layers, 8 heads, context 512: the shipped default's shape)",
         "",
         f"Milliseconds per step: {STEPS_TIMED} steps timed from a cache filled to the position. "
         f"Baseline = commit {BASELINE} (attention over all 512 slots from the first character, "
@@ -329,7 +358,7 @@ def main() -> None:
         "",
         "### Free sampling of the shipped default, 64 streams × 300 characters",
         "",
-        f"| tree | characters/s |",
+        "| tree | characters/s |",
         "|---|---:|",
         f"| baseline ({BASELINE}) | {spread(free['baseline'], digits=0)} |",
         f"| now | {spread(free['now'], digits=0)} |",

@@ -216,7 +216,12 @@ def main() -> None:
             if have_torch and name in TORCH_PEERS:
                 payload = torch_payload(overrides, batch, seq, args.steps, args.warmup)
                 got["torch"].append(run(TORCH_RUN, payload))
-            print(round_, name, json.dumps({k: [r["tokens_per_second"] for r in v] for k, v in got.items()}), flush=True)
+            print(
+                round_,
+                name,
+                json.dumps({k: [r["tokens_per_second"] for r in v] for k, v in got.items()}),
+                flush=True,
+            )
     pipeline = pipeline_throughput()
     lines = [
         "## Training throughput (`python scripts/bench_train.py`)",
@@ -236,13 +241,13 @@ def main() -> None:
         got = results[name]
         speed = {k: [r["tokens_per_second"] for r in v] for k, v in got.items()}
 
-        def ratio(other):
+        def ratio(other, speed=speed):
             if not speed[other]:
                 return "—"
             values = [a / b for a, b in zip(speed["musicseq"], speed[other])]
             return spread(values, 2).replace(" (", "× (")
 
-        def cpu(system):
+        def cpu(system, got=got):
             runs = got[system]
             if not runs:
                 return "—"
@@ -254,7 +259,11 @@ def main() -> None:
             f"| {name} (batch {batch}, seq {seq}) | {spread(speed['musicseq'])} | "
             + (spread(speed["keras"]) if speed["keras"] else "—")
             + " | "
-            + (spread(speed["torch"]) if speed["torch"] else ("not installed" if name in TORCH_PEERS else "—"))
+            + (
+                spread(speed["torch"])
+                if speed["torch"]
+                else ("not installed" if name in TORCH_PEERS else "—")
+            )
             + f" | {ratio('keras')} | {ratio('torch')} | {cpu('musicseq')} | {cpu('torch')} | "
             + f"{statistics.median(r['peak_mb'] for r in got['musicseq']):,.0f} |"
         )

@@ -146,8 +146,13 @@ def test_progress_line_says_tunes_done_rate_and_time_left():
     progress.finish()
     lines = stream.getvalue().splitlines()
     assert len(lines) == 3
-    assert re.match(r"generating: 1/4 tunes done, 1,234 characters, [\d,]+ chars/s, .* left", lines[0])
-    assert lines[-1].startswith("generating: 4/4 tunes done, 2,000 characters") and "0 s left" in lines[-1]
+    assert re.match(
+        r"generating: 1/4 tunes done, 1,234 characters, [\d,]+ chars/s, .* left", lines[0]
+    )
+    assert (
+        lines[-1].startswith("generating: 4/4 tunes done, 2,000 characters")
+        and "0 s left" in lines[-1]
+    )
     quiet = io.StringIO()
     short = Progress(stream=quiet)  # a run shorter than 2 s prints nothing
     short(64, 400, 0, 4, 10)

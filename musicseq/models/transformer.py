@@ -99,7 +99,9 @@ def cache_blocks(batch, heads, context, key_dim, dtype):
 def split_blocks(cache):
     """A whole ``(batch, heads, context, key_dim)`` cache as the list :func:`cache_blocks` gives."""
     context = cache.shape[2]
-    return [cache[:, :, start : start + ATTENTION_BLOCK] for start in range(0, context, ATTENTION_BLOCK)]
+    return [
+        cache[:, :, start : start + ATTENTION_BLOCK] for start in range(0, context, ATTENTION_BLOCK)
+    ]
 
 
 def _block_edges(blocks) -> list[int]:
@@ -214,10 +216,7 @@ class CausalSelfAttention(keras.layers.Layer):
                     *cache_v[j + 1 :],
                 ]
                 scale = 1.0 / math.sqrt(self.key_dim)
-                scores = [
-                    ops.einsum("bhqd,bhkd->bhqk", q, keys[i]) * scale
-                    for i in range(j + 1)
-                ]
+                scores = [ops.einsum("bhqd,bhkd->bhqk", q, keys[i]) * scale for i in range(j + 1)]
                 scores = ops.concatenate(scores, axis=-1) if j else scores[0]  # (b, h, 1, n)
                 visible = ops.reshape(ops.arange(edges[j + 1]) <= position, (1, 1, 1, -1))
                 scores = ops.where(visible, scores, ops.cast(-1e9, scores.dtype))
