@@ -15,6 +15,20 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory) -> Path:
+    """The default corpus's splits: data/abc when `musicseq data` has built it, else built once
+    here (a clean checkout, as in CI, has only data/abc/README.md)."""
+    built = Path(__file__).parent.parent / "data" / "abc"
+    if (built / "test.abc").is_file() and (built / "train.abc").is_file():
+        return built
+    from musicseq.corpus import DEFAULT_COLLECTIONS, build_corpus, collection_files, write_corpus
+
+    out = tmp_path_factory.mktemp("corpus")
+    write_corpus(build_corpus(collection_files(DEFAULT_COLLECTIONS)), out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny LSTM trained for a few steps on the three fixture tunes (shared by tests)."""
     from musicseq.config import ModelConfig, TrainConfig

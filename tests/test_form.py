@@ -2,7 +2,6 @@
 
 import json
 from fractions import Fraction as F
-from pathlib import Path
 
 import pytest
 
@@ -310,19 +309,10 @@ def test_form_prior_ships_with_the_package():
     assert max(prior["6/8"], key=prior["6/8"].get) == "AABB/8"
 
 
-def _corpus_test_texts(tmp_path: Path) -> list[str]:
+def test_corpus_test_split_figures_are_plausible(corpus_dir):
     from musicseq import corpus
 
-    path = Path(__file__).parent.parent / "data" / "abc"
-    if not (path / "test.abc").is_file():
-        files = corpus.collection_files(corpus.DEFAULT_COLLECTIONS)
-        corpus.write_corpus(corpus.build_corpus(files), tmp_path / "abc")
-        path = tmp_path / "abc"
-    return corpus.load_split(path, "test")
-
-
-def test_corpus_test_split_figures_are_plausible(tmp_path):
-    summary = summarize(_corpus_test_texts(tmp_path))
+    summary = summarize(corpus.load_split(corpus_dir, "test"))
     shown = {k: v for k, v in summary.items() if k not in ("pitch_class_profile", "forms")}
     print(json.dumps(shown, indent=1), summary["forms"])
     assert summary["valid"] == summary["tunes"] > 100

@@ -106,18 +106,6 @@ def test_every_header_choice_is_one_the_checker_accepts():
 # --- the corpus -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def corpus_dir(tmp_path_factory) -> Path:
-    built = ROOT / "data" / "abc"
-    if (built / "test.abc").is_file() and (built / "train.abc").is_file():
-        return built
-    from musicseq.corpus import DEFAULT_COLLECTIONS, build_corpus, collection_files, write_corpus
-
-    out = tmp_path_factory.mktemp("corpus")
-    write_corpus(build_corpus(collection_files(DEFAULT_COLLECTIONS)), out)
-    return out
-
-
 def acceptance(corpus_dir: Path, split: str) -> tuple[float, list[str]]:
     tunes = parse_tunebook((corpus_dir / f"{split}.abc").read_text()).tunes
     texts = [t.text for t in tunes if check_text(t.text).ok]

@@ -157,20 +157,13 @@ def test_allowed_walks_match_the_reference():
     replay(walks, plans)
 
 
-def corpus_tunes(limit):
-    from musicseq.corpus import load_split
-
-    data = ROOT / "data" / "abc"
-    if not (data / "test.abc").exists():
-        pytest.fail("data/abc/test.abc is missing: build the corpus with `musicseq data`")
-    return load_split(data, "test")[:limit]
-
-
-def test_corpus_tunes_match_the_reference():
+def test_corpus_tunes_match_the_reference(corpus_dir):
     """header="corpus": the allowed mask along corpus tunes, and rejection at the same place."""
     plan = {"fixed": {}, "form": None, "bars": 8, "cadence": None}
     walks, rejected_at = [], []
-    for text in corpus_tunes(24):
+    from musicseq.corpus import load_split
+
+    for text in load_split(corpus_dir, "test")[:24]:
         g = reference(plan, header="corpus")
         w, where = [], None
         for i, ch in enumerate([*text, END]):
