@@ -30,3 +30,21 @@ def test_bad_vocab_json(tmp_path):
     path.write_text("not json")
     with pytest.raises(ValueError):
         Vocab.load(path)
+
+
+def test_abc_kind_beside_chars(tmp_path):
+    texts = ["X:1\nM:6/8\nK:G\n|:GA2 B:|\n", "X:2\nM:6/8\nK:G\n|:GA2 c:|\n"]
+    chars = Vocab.from_texts(texts)
+    abc = Vocab.from_texts(texts, kind="abc", min_count=2)
+    assert abc.tokens[: len(chars.tokens)] == chars.tokens and "M:6/8\n" in abc
+    text = "M:6/8\n|:GA2 c:|"
+    assert len(abc.encode(text)) < len(chars.encode(text)) == len(text)
+    assert abc.decode(abc.encode(text)) == chars.decode(chars.encode(text)) == text
+    assert chars.token_lengths() == [0, 1, 1] + [1] * len(chars.chars)
+    abc.save(tmp_path / "abc.json")
+    chars.save(tmp_path / "chars.json")
+    assert Vocab.load(tmp_path / "abc.json") == abc != Vocab.load(tmp_path / "chars.json") == chars
+    with pytest.raises(ValueError):
+        Vocab(["ab"])  # a character vocabulary holds single characters only
+    with pytest.raises(ValueError):
+        Vocab(["a"], kind="words")
