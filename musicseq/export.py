@@ -96,7 +96,8 @@ def build_archive(model, model_config, vocab: Vocab, grammar: bool = True):
 
     sampler = sampler_for(model, model_config, vocab)
     try:
-        grammar = sampler.graph_grammar() if grammar else None
+        # Full look-ahead: the prime is only known when the SavedModel is called.
+        grammar = sampler.graph_grammar(full_lookahead=True) if grammar else None
     except GrammarError:  # a vocabulary that cannot write a tune: constrain is refused
         grammar = None
     tables = [_word_table(grammar.meter_words), _word_table(grammar.key_words)] if grammar else []
@@ -184,6 +185,7 @@ def build_archive(model, model_config, vocab: Vocab, grammar: bool = True):
                 "grammar": config,
                 "close_step": tf.shape(prime_ids)[0] - 1 + max_len - reserve,
                 "repeat_bias": repeat_bias,
+                "full_lookahead": True,
             }
 
         ids = tf.cond(constrain, constrained, free)  # (num_tunes, steps)

@@ -157,6 +157,15 @@ _BAR_TOKENS = ref._BAR_TOKENS
 _TOK = {t: i for i, t in enumerate(_BAR_TOKENS)}
 
 
+def needs_full_lookahead(reference_state) -> bool:
+    """True when a :class:`TuneGrammar` in ``reference_state`` is inside ``!..!``, an
+    annotation, a field or a continuation: the phases whose look-ahead only
+    ``GraphGrammar(full_lookahead=True)`` has (the plain style never enters them, so only a
+    prime can end in one)."""
+    phase = reference_state[PHASE]
+    return phase >= READY and phase not in _PLAIN_PHASES
+
+
 def _codes(chars) -> list[int]:
     return [ord(c) for c in chars]
 
@@ -677,7 +686,7 @@ class GraphGrammar(tf.Module):
         out = tf.where(has_kept, kept, tf.where(has_plain, plain, options))
         return tf.where(finished, options, out)
 
-    def _exotic_dead(self, s, cfg, config, dead):
+    def _exotic_dead(self, s, cfg, config, dead):  # see also needs_full_lookahead()
         """The look-ahead for every character, for streams inside ``!..!``, ``".."``, a field
         or a continuation (phases the plain style itself never enters); only evaluated when
         some stream is in one (``tf.cond``)."""

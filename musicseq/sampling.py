@@ -94,11 +94,17 @@ class LogitsProcessor:
     ``initial(num)`` gives the processor's state for ``num`` streams (nested tensors, or
     ``()``), ``__call__(logits, state)`` returns the processed logits ``(num, vocab)``, and
     ``advance(state, tokens, step)`` the state after the streams took ``tokens`` (forced prime
-    characters too) at loop step ``step``. Most processors keep no state.
+    characters too) at loop step ``step``. ``prepare(state)``, called at the start of each
+    loop step, may do the heavy part of advancing there instead: it depends only on the
+    previous step's tokens, so it runs side by side with the model's step (the loop is a
+    dataflow graph). Most processors keep no state.
     """
 
     def initial(self, num):
         return ()
+
+    def prepare(self, state):
+        return state
 
     def __call__(self, logits, state):
         raise NotImplementedError
@@ -147,13 +153,30 @@ class GrammarMask(LogitsProcessor):
     def __init__(self, grammar, config, close_step):
         self.grammar, self.config, self.close_step = grammar, config, close_step
 
+    # The state is (grammar state, the tokens not yet taken, their close flags, whether there
+    # are any): ``advance`` only records the tokens; ``prepare`` at the next loop step takes
+    # them, side by side with the model's step, which needs the same tokens.
+
     def initial(self, num):
-        return self.grammar.initial(self.config)
+        import tensorflow as tf
+
+        pending = tf.fill([num], PAD)
+        return (self.grammar.initial(self.config), pending, pending > 0, tf.constant(False))
+
+    def prepare(self, state):
+        import tensorflow as tf
+
+        grammar_state, pending, closing, any_pending = state
+        taken = self.grammar.close(
+            self.grammar.advance(grammar_state, self.config, pending), closing
+        )
+        grammar_state = tf.where(any_pending, taken, grammar_state)
+        return grammar_state, pending, closing, tf.constant(False)
 
     def __call__(self, logits, state):
         import tensorflow as tf
 
-        allowed = self.grammar.plain_allowed(state, self.config)
+        allowed = self.grammar.plain_allowed(state[0], self.config)
         stuck = ~tf.reduce_any(allowed, axis=-1, keepdims=True)
         allowed = allowed | (stuck & tf.equal(tf.range(tf.shape(allowed)[1]), EOT)[None, :])
         return tf.where(allowed, logits, NEG_INF)
@@ -161,9 +184,8 @@ class GrammarMask(LogitsProcessor):
     def advance(self, state, tokens, step):
         import tensorflow as tf
 
-        state = self.grammar.advance(state, self.config, tokens)
         closing = tf.fill(tf.shape(tokens), step + 1 >= self.close_step)
-        return self.grammar.close(state, closing)
+        return state[0], tokens, closing, tf.constant(True)
 
 
 # Repeat bias: bars are compared by their music only, as :func:`repeat_candidates` splits them.
@@ -313,11 +335,12 @@ class RepeatBias(LogitsProcessor):
         s["length"] = s["length"] - tf.cast(ending, tf.int32)
         # A separator finishes the current bar (if it has music) and starts the next.
         push = separator & (s["length"] > 0)
-        shifted = (
-            lambda key, new: tf.where(  # noqa: E731
+
+        def shifted(key, new):
+            return tf.where(
                 push[:, None], tf.concat([new[:, None], s[key][:, :-1]], axis=1), s[key]
             )
-        )
+
         s["starts"], s["lengths"] = shifted("starts", s["start"]), shifted("lengths", s["length"])
         s["bars"] = s["bars"] + tf.cast(push, tf.int32)
         s["start"] = tf.where(separator, s["written"], s["start"])
@@ -343,12 +366,12 @@ class CompiledGrammar:
     vocabulary, and every decoding loop that uses them calls the same traced function.
     """
 
-    def __init__(self, chars):
+    def __init__(self, chars, full_lookahead: bool = False):
         import tensorflow as tf
 
         from musicseq.grammar_graph import CONFIG_SIZE, STATE_SIZE, GraphGrammar
 
-        self.graph = GraphGrammar(chars)
+        self.graph = GraphGrammar(chars, full_lookahead=full_lookahead)
         state = tf.TensorSpec([None, STATE_SIZE], tf.int32)
         config = tf.TensorSpec([None, CONFIG_SIZE], tf.int32)
         tokens = tf.TensorSpec([None], tf.int32)
@@ -373,11 +396,15 @@ class CompiledGrammar:
 _GRAMMARS: dict[tuple, CompiledGrammar] = {}
 
 
-def compiled_grammar(chars) -> CompiledGrammar:
-    """The compiled grammar for a vocabulary, built once per process."""
-    key = tuple(chars)
+def compiled_grammar(chars, full_lookahead: bool = False) -> CompiledGrammar:
+    """The compiled grammar for a vocabulary, built once per process.
+
+    Without ``full_lookahead`` the look-ahead inside decorations, annotations and fields is
+    left out of the graph (it halves the tracing time): sampling in the plain style never
+    enters them, so only a prime that ends inside one needs it (see :func:`generate`)."""
+    key = (tuple(chars), full_lookahead)
     if key not in _GRAMMARS:
-        _GRAMMARS[key] = CompiledGrammar(chars)
+        _GRAMMARS[key] = CompiledGrammar(chars, full_lookahead)
     return _GRAMMARS[key]
 
 
@@ -392,13 +419,13 @@ class Sampler:
     :meth:`score_ids` the scorer.
     """
 
-    def __init__(self, model, model_config, vocab: Vocab | None = None, grammar=None):
+    def __init__(self, model, model_config, vocab: Vocab | None = None):
         import tensorflow as tf
 
         from musicseq.models import step_function
 
         self.model, self.model_config, self.vocab = model, model_config, vocab
-        self._grammar = grammar
+        self._grammars = {}
         self.initial_state, self.step = step_function(model, model_config)
         # No AutoGraph: the loops are written with tf.while_loop/tf.cond, and converting the
         # grammar's code as well made tracing several times slower.
@@ -408,23 +435,25 @@ class Sampler:
         self._start_compiled = tf.function(self._start, **compiled)
         self._loop_compiled = tf.function(self._loop, **compiled)
 
-    def graph_grammar(self):
-        """The in-graph grammar for this model's vocabulary (built once)."""
-        if self._grammar is None:
+    def graph_grammar(self, full_lookahead: bool = False):
+        """The in-graph grammar for this model's vocabulary (built once; see
+        :func:`compiled_grammar` for ``full_lookahead``)."""
+        if full_lookahead not in self._grammars:
             if self.vocab is None:
                 raise ValueError("constrained decoding needs the Sampler's vocabulary")
-            self._grammar = compiled_grammar(self.vocab.chars)
-        return self._grammar
+            self._grammars[full_lookahead] = compiled_grammar(self.vocab.chars, full_lookahead)
+        return self._grammars[full_lookahead]
 
     # Parameters are a dict of tensors: temperature, top_k, top_p, seed, and for constrained
-    # decoding grammar (the per-stream configuration rows), close_step and repeat_bias.
+    # decoding grammar (the per-stream configuration rows), close_step and repeat_bias, and
+    # full_lookahead (a Python True, so a loop of its own) when the prime needs it.
     def processors(self, params) -> list[LogitsProcessor]:
         """The logits processors for ``params``, in the order they apply."""
         chain: list[LogitsProcessor] = [Temperature(params["temperature"])]
         if "grammar" in params:
             if "repeat_bias" in params:
                 chain.append(RepeatBias(self.vocab, params["repeat_bias"]))
-            grammar = self.graph_grammar()
+            grammar = self.graph_grammar(params.get("full_lookahead", False))
             chain.append(GrammarMask(grammar, params["grammar"], params["close_step"]))
         else:
             chain.append(MaskReserved())
@@ -457,6 +486,7 @@ class Sampler:
             return (i < stop) & ~tf.reduce_all(done)
 
         def body(i, tokens, state, done, memory, out):
+            memory = [p.prepare(kept) for p, kept in zip(chain, memory)]
             logits, state = self.step(tokens, state)  # (num, vocab)
             logits = tf.cast(logits, tf.float32)
             for processor, kept in zip(chain, memory):
@@ -706,6 +736,7 @@ def generate(
     params = _params(config)
     grammars = []
     if constrain:
+        from musicseq.grammar_graph import needs_full_lookahead
         from musicseq.notation.grammar import GrammarError, TuneGrammar
 
         plans = plan_forms(config, fixed)
@@ -729,6 +760,8 @@ def generate(
         except GrammarError as exc:
             raise UserError(f"constrained decoding cannot continue this prime ({exc})") from exc
         params["grammar"] = tf.constant(rows)
+        if any(needs_full_lookahead(grammar.state) for grammar in grammars):
+            params["full_lookahead"] = True
         params["close_step"] = tf.constant(
             len(prime_ids) - 1 + config.max_len - close_reserve(config.max_len), tf.int32
         )
