@@ -294,7 +294,7 @@ def main() -> None:
         return
     from _bench import machine, write_section
 
-    rounds = 2 if args.quick else 5
+    rounds = 2 if args.quick else 3
     baseline = Path(tempfile.mkdtemp(prefix="musicseq-baseline-"))
     subprocess.run(
         ["git", "worktree", "add", "--detach", str(baseline), BASELINE],
