@@ -14,6 +14,18 @@ from musicseq.errors import UserError
 from musicseq.vocab import EOT, Vocab
 
 
+def _without_autotune(ds):
+    # tf.data's autotuning thread can hold the iterator's teardown for up to ~5 s (measured:
+    # the end of a `fit` call waited 5.05 s in about half of the runs, idle, in
+    # ~RootDataset::Iterator); the pipeline is far faster than any model step, so fixed
+    # buffer sizes lose nothing (docs/benchmarks.md, training section).
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
+
+
 def encode_stream(texts: list[str], vocab: Vocab) -> np.ndarray:
     """``EOT t1 EOT t2 … EOT`` as int32 ids."""
     parts: list[int] = []
@@ -64,7 +76,7 @@ def training_dataset(
     ds = ds.skip(start_step * batch_size)  # window starts only: cheap to skip
     ds = ds.batch(batch_size, drop_remainder=True)
     ds = ds.map(lambda s: _split_windows(tf.gather(ids, s[:, None] + span)), num_parallel_calls=2)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return _without_autotune(ds.prefetch(2))
 
 
 def eval_dataset(stream: np.ndarray, seq_len: int, batch_size: int):
@@ -75,7 +87,7 @@ def eval_dataset(stream: np.ndarray, seq_len: int, batch_size: int):
     starts = np.arange(count, dtype=np.int32) * seq_len
     windows = stream[starts[:, None] + np.arange(seq_len + 1)]
     ds = tf.data.Dataset.from_tensor_slices(windows).batch(batch_size)
-    return ds.map(_split_windows).prefetch(tf.data.AUTOTUNE)
+    return _without_autotune(ds.map(_split_windows).prefetch(2))
 
 
 def _split_windows(windows):

@@ -59,6 +59,9 @@ KERAS_RUN = textwrap.dedent(
     rng = np.random.default_rng(0)
     x = rng.integers(3, 98, size=(batch * 8, seq)).astype("int32")
     data = tf.data.Dataset.from_tensor_slices((x, np.roll(x, -1, axis=1))).repeat().batch(batch).prefetch(2)
+    options = tf.data.Options()  # as musicseq.data: no autotuning thread (it can hold the
+    options.autotune.enabled = False  # end of `fit` for ~5 s: see docs/benchmarks.md)
+    data = data.with_options(options)
     model.fit(data, steps_per_epoch=warmup, epochs=1, verbose=0)
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
