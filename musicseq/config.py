@@ -93,6 +93,11 @@ class ModelConfig:
     context: int = option(256, "Transformer context length (the window it attends over)")
     positional: str = option("sinusoidal", "Transformer positional encoding", choices=POSITIONAL)
     fused: bool = option(True, "lstm/gru: faster CPU recurrence (same weights)", cli=False)
+    metrical: bool = option(
+        False,
+        "feed each character's position in the bar and bar in the part beside it "
+        "(musicseq.metrical)",
+    )
 
     def validate(self) -> None:
         _check_choice("model kind", self.kind, MODEL_KINDS)
@@ -137,6 +142,12 @@ class TrainConfig:
         "weights are kept",
         metavar="PATIENCE",
     )
+    transpose: int = option(
+        0,
+        "augmentation: add up to this many transpositions of each training tune into common "
+        "keys of its mode (musicseq.notation.transpose)",
+        metavar="COPIES",
+    )
     save_every: int = option(200, "steps between resumable checkpoints (and every epoch end)")
     strategy: str = option("auto", "tf.distribute strategy", choices=STRATEGIES)
     precision: str = option(
@@ -166,6 +177,8 @@ class TrainConfig:
         if self.clipnorm is not None and not self.clipnorm > 0:
             raise ValueError(f"clipnorm must be positive, got {self.clipnorm}")
         _check_choice("lr schedule", self.lr_schedule, LR_SCHEDULES)
+        if not isinstance(self.transpose, int) or not 0 <= self.transpose <= 11:
+            raise ValueError(f"transpose must be 0 … 11 copies, got {self.transpose!r}")
         if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
             raise ValueError(f"warm-up steps must be >= 0, got {self.warmup_steps}")
         if not isinstance(self.seed, int) or not -(2**31) <= self.seed < 2**31:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from musicseq.errors import UserError
-from musicseq.vocab import EOT, Vocab
+from musicseq.vocab import EOT, PAD, Vocab
 
 
 def _without_autotune(ds):
@@ -26,14 +26,32 @@ def _without_autotune(ds):
     return ds.with_options(options)
 
 
-def encode_stream(texts: list[str], vocab: Vocab) -> np.ndarray:
-    """``EOT t1 EOT t2 … EOT`` as int32 ids."""
+def encode_stream(texts: list[str], vocab: Vocab, metrical: bool = False) -> np.ndarray:
+    """``EOT t1 EOT t2 … EOT`` as int32 ids; packed ids with each character's metrical
+    features if ``metrical`` (:func:`musicseq.metrical.pack_texts`; the targets are then
+    ``ids % vocab.size``, which :func:`training_dataset` and :func:`eval_dataset` take)."""
+    if metrical:
+        from musicseq.metrical import pack_texts
+
+        return np.concatenate([*pack_texts(texts, vocab), [EOT]]).astype(np.int32)
     parts: list[int] = []
     for text in texts:
         parts.append(EOT)
         parts.extend(vocab.encode(text))
     parts.append(EOT)
     return np.asarray(parts, dtype=np.int32)
+
+
+def length_batches(rows: list[np.ndarray], batch_size: int):
+    """Rows of ids in batches of similar length (less padding): yields ``(indices, ids)``,
+    ``ids`` of shape (len(indices), longest) padded with PAD."""
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    for begin in range(0, len(order), batch_size):
+        batch = order[begin : begin + batch_size]
+        ids = np.full((len(batch), max(len(rows[i]) for i in batch)), PAD, np.int32)
+        for row, i in enumerate(batch):
+            ids[row, : len(rows[i])] = rows[i]
+        yield batch, ids
 
 
 def window_count(stream_len: int, seq_len: int) -> tuple[int, int]:
@@ -48,7 +66,12 @@ def window_count(stream_len: int, seq_len: int) -> tuple[int, int]:
 
 
 def training_dataset(
-    stream: np.ndarray, seq_len: int, batch_size: int, seed: int, start_step: int = 0
+    stream: np.ndarray,
+    seq_len: int,
+    batch_size: int,
+    seed: int,
+    start_step: int = 0,
+    vocab_size: int | None = None,
 ):
     """Endless shuffled batches of ``(x, y)``, shape ``(batch, seq_len)`` each.
 
@@ -75,11 +98,14 @@ def training_dataset(
     ds = tf.data.Dataset.range(1 << 62).flat_map(starts_for_pass)
     ds = ds.skip(start_step * batch_size)  # window starts only: cheap to skip
     ds = ds.batch(batch_size, drop_remainder=True)
-    ds = ds.map(lambda s: _split_windows(tf.gather(ids, s[:, None] + span)), num_parallel_calls=2)
+    ds = ds.map(
+        lambda s: _split_windows(tf.gather(ids, s[:, None] + span), vocab_size),
+        num_parallel_calls=2,
+    )
     return _without_autotune(ds.prefetch(2))
 
 
-def eval_dataset(stream: np.ndarray, seq_len: int, batch_size: int):
+def eval_dataset(stream: np.ndarray, seq_len: int, batch_size: int, vocab_size: int | None = None):
     """Consecutive non-overlapping windows from offset 0, in order, each once."""
     import tensorflow as tf
 
@@ -87,12 +113,15 @@ def eval_dataset(stream: np.ndarray, seq_len: int, batch_size: int):
     starts = np.arange(count, dtype=np.int32) * seq_len
     windows = stream[starts[:, None] + np.arange(seq_len + 1)]
     ds = tf.data.Dataset.from_tensor_slices(windows).batch(batch_size)
-    return _without_autotune(ds.map(_split_windows).prefetch(2))
+    return _without_autotune(ds.map(lambda w: _split_windows(w, vocab_size)).prefetch(2))
 
 
-def _split_windows(windows):
-    # (batch, seq_len + 1) -> x = all but last, y = all but first: the shift by one.
-    return windows[:, :-1], windows[:, 1:]
+def _split_windows(windows, vocab_size=None):
+    # (batch, seq_len + 1) -> x = all but last, y = all but first: the shift by one. Packed
+    # (metrical) streams: the targets are the plain ids.
+    if vocab_size is None:
+        return windows[:, :-1], windows[:, 1:]
+    return windows[:, :-1], windows[:, 1:] % vocab_size
 
 
 def steps_per_pass(stream_len: int, seq_len: int, batch_size: int) -> int:

@@ -548,12 +548,19 @@ class Sampler:
         n = tf.shape(ids)[1] - 1  # predictions per row
         scored = tf.range(n)[None, :] < (lengths - 1)[:, None]
 
-        def nats(inputs, targets):
-            logits = tf.cast(self.model(inputs, training=False), tf.float32)
+        inputs = ids
+        if self.model_config.metrical:
+            from musicseq.models import meter_clock
+
+            inputs, _ = meter_clock(self.model).pack_sequences(ids)
+
+        def nats(start, end):
+            logits = tf.cast(self.model(inputs[:, start:end], training=False), tf.float32)
+            targets = ids[:, start + 1 : end + 1]
             return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
 
         if self.model_config.kind != "transformer":
-            return tf.reduce_sum(tf.where(scored, nats(ids[:, :-1], ids[:, 1:]), 0.0), axis=1)
+            return tf.reduce_sum(tf.where(scored, nats(0, n), 0.0), axis=1)
         context = self.model_config.context
         stride = context // 2
 
@@ -562,7 +569,7 @@ class Sampler:
             # windows before it did not: all of window 0, the last `stride` of the others.
             start = k * stride
             end = tf.minimum(start + context, n)
-            got = nats(ids[:, start:end], ids[:, start + 1 : end + 1])
+            got = nats(start, end)
             position = start + tf.range(end - start)
             new = position >= tf.where(k == 0, 0, start + context - stride)
             keep = new[None, :] & tf.gather(scored, position, axis=1)
@@ -596,15 +603,11 @@ def score_texts(model, model_config, vocab: Vocab, texts: list[str], batch_size:
     import tensorflow as tf
 
     sampler = sampler_for(model, model_config, vocab)
+    from musicseq.data import length_batches
+
     rows = [np.asarray([EOT, *vocab.encode(t), EOT], np.int32) for t in texts]
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))  # less padding per batch
     totals = np.zeros(len(texts), np.float64)
-    for begin in range(0, len(order), batch_size):
-        batch = order[begin : begin + batch_size]
-        width = max(len(rows[i]) for i in batch)
-        ids = np.full((len(batch), width), PAD, np.int32)
-        for row, i in enumerate(batch):
-            ids[row, : len(rows[i])] = rows[i]
+    for batch, ids in length_batches(rows, batch_size):
         lengths = np.asarray([len(rows[i]) for i in batch], np.int32)
         got = sampler.score_ids(tf.constant(ids), tf.constant(lengths)).numpy()
         totals[batch] = got

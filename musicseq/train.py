@@ -490,7 +490,12 @@ def train(
         replicas = strategy.num_replicas_in_sync
         global_batch = train_config.batch_size * replicas
         prepared = _prepare_data(
-            data, train_config, global_batch, log, vocab=base.vocab if base else None
+            data,
+            train_config,
+            global_batch,
+            log,
+            vocab=base.vocab if base else None,
+            metrical=model_config.metrical,
         )
         model_config = dataclasses.replace(model_config, vocab_size=len(prepared.vocab))
         try:
@@ -572,7 +577,12 @@ def train(
 
 
 def _prepare_data(
-    data, train_config: TrainConfig, global_batch: int, log, vocab: Vocab | None = None
+    data,
+    train_config: TrainConfig,
+    global_batch: int,
+    log,
+    vocab: Vocab | None = None,
+    metrical: bool = False,
 ) -> _Data:
     """Step 1: the splits, the vocabulary (the data's, unless ``vocab`` is given), the
     training stream and the validation batches."""
@@ -583,6 +593,15 @@ def _prepare_data(
     if not train_texts:
         raise UserError(f"no training tunes in {data}")
     val_texts = load_split(data, "validation")
+    if train_config.transpose:
+        from musicseq.notation.transpose import augment
+
+        tunes = len(train_texts)
+        train_texts = augment(train_texts, train_config.transpose, seed=train_config.seed)
+        log(
+            f"augmentation: {len(train_texts) - tunes} transpositions added to {tunes} training "
+            "tunes"
+        )
     if vocab is None:
         vocab = Vocab.from_texts(train_texts)
     else:
@@ -592,13 +611,13 @@ def _prepare_data(
                 f"notice: {len(unseen)} characters of the data are not in the model's "
                 f"vocabulary and are read as unknown: {''.join(unseen[:20])!r}"
             )
-    train_stream = encode_stream(train_texts, vocab)
+    train_stream = encode_stream(train_texts, vocab, metrical)
     seq_len = train_config.seq_len
     steps_in_pass = steps_per_pass(len(train_stream), seq_len, global_batch)
-    val_stream = encode_stream(val_texts, vocab)
+    val_stream = encode_stream(val_texts, vocab, metrical)
     val_ds = None
     if len(val_stream) > seq_len:
-        val_ds = eval_dataset(val_stream, seq_len, global_batch)
+        val_ds = eval_dataset(val_stream, seq_len, global_batch, vocab_size=len(vocab))
     else:
         log(
             f"notice: the validation split has {len(val_texts)} tunes, too few to report validation loss"
@@ -626,7 +645,7 @@ def _build_or_resume(
     if saved and state.budget != budget:
         _change_budget(state, budget, planned, train_config, checkpointer.dir)
     with strategy.scope():
-        model = build_model(model_config)
+        model = build_model(model_config, chars=prepared.vocab.chars)
         compile_model(model, train_config, state.planned_steps, model_config)
         model.optimizer.build(model.trainable_variables)
     if initial_weights is not None and not saved:
@@ -711,6 +730,7 @@ def _run_budget(
             global_batch,
             train_config.seed,
             start_step=state.step,
+            vocab_size=len(prepared.vocab),
         )
         if multi_worker:
             train_ds = _shard_by_data(train_ds)

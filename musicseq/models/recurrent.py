@@ -10,6 +10,7 @@ from __future__ import annotations
 import keras
 
 from musicseq.config import ModelConfig
+from musicseq.models.metrical import MetricalEmbedding
 from musicseq.models.rnn_cell import MyRNNCell
 
 _LAYERS = {"lstm": "LSTM", "gru": "GRU", "simple_rnn": "SimpleRNN"}
@@ -33,9 +34,17 @@ def recurrent_layer(config: ModelConfig, name: str) -> keras.layers.Layer:
     return layer_cls(config.units, return_sequences=True, name=name)
 
 
-def build_recurrent(config: ModelConfig) -> keras.Model:
+def build_recurrent(config: ModelConfig, chars=None) -> keras.Model:
     ids = keras.Input(shape=(None,), dtype="int32", name="ids")
-    x = keras.layers.Embedding(config.vocab_size, config.embedding_dim, name="embedding")(ids)
+    if chars is not None:
+        embedding = MetricalEmbedding(
+            config.vocab_size, config.embedding_dim, chars, name="embedding"
+        )
+    else:
+        embedding = keras.layers.Embedding(
+            config.vocab_size, config.embedding_dim, name="embedding"
+        )
+    x = embedding(ids)
     for i in range(config.num_layers):
         x = recurrent_layer(config, f"rnn_{i}")(x)  # (batch, time, units)
         if config.dropout:

@@ -19,6 +19,7 @@ import numpy as np
 from keras import ops
 
 from musicseq.config import ModelConfig
+from musicseq.models.metrical import add_metrical_weights, embed_packed
 
 
 def sinusoid_table(length: int, dim: int) -> np.ndarray:
@@ -37,7 +38,13 @@ class TokenAndPosition(keras.layers.Layer):
     """Token embedding plus a sinusoidal or learned positional encoding."""
 
     def __init__(
-        self, vocab_size: int, dim: int, context: int, positional: str = "sinusoidal", **kwargs
+        self,
+        vocab_size: int,
+        dim: int,
+        context: int,
+        positional: str = "sinusoidal",
+        chars=None,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         if positional not in ("sinusoidal", "learned"):
@@ -46,6 +53,7 @@ class TokenAndPosition(keras.layers.Layer):
         self.dim = dim
         self.context = context
         self.positional = positional
+        self.chars = list(chars) if chars is not None else None  # metrical: packed ids
 
     def build(self, input_shape):
         # Unit-variance token vectors: the sinusoidal table has entries of size ~0.7, and token
@@ -64,10 +72,15 @@ class TokenAndPosition(keras.layers.Layer):
             )
         else:
             self.positions = ops.convert_to_tensor(sinusoid_table(self.context, self.dim))
+        if self.chars is not None:
+            add_metrical_weights(self, self.dim, keras.initializers.RandomNormal(stddev=1.0))
 
     def call(self, ids, start=0):
         length = ops.shape(ids)[-1]
-        x = ops.take(self.tokens, ids, axis=0)  # (batch, time, dim)
+        if self.chars is not None:
+            x = embed_packed(self, ids, self.tokens, self.vocab_size)
+        else:
+            x = ops.take(self.tokens, ids, axis=0)  # (batch, time, dim)
         positions = ops.slice(self.positions, (start, 0), (length, self.dim))[None]
         return x + ops.cast(positions, x.dtype)  # float16/bfloat16 under mixed precision
 
@@ -79,6 +92,7 @@ class TokenAndPosition(keras.layers.Layer):
                 "dim": self.dim,
                 "context": self.context,
                 "positional": self.positional,
+                "chars": self.chars,
             }
         )
         return config
@@ -306,12 +320,17 @@ class TransformerBlock(keras.layers.Layer):
         return config
 
 
-def build_transformer(config: ModelConfig) -> keras.Model:
+def build_transformer(config: ModelConfig, chars=None) -> keras.Model:
     if config.units % config.num_heads:
         raise ValueError(f"units ({config.units}) must be divisible by heads ({config.num_heads})")
     ids = keras.Input(shape=(None,), dtype="int32", name="ids")
     x = TokenAndPosition(
-        config.vocab_size, config.units, config.context, config.positional, name="embedding"
+        config.vocab_size,
+        config.units,
+        config.context,
+        config.positional,
+        chars=chars,
+        name="embedding",
     )(ids)
     for i in range(config.num_layers):
         x = TransformerBlock(

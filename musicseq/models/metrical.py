@@ -1,0 +1,58 @@
+"""Embeddings of packed ids (:mod:`musicseq.metrical`): the character's vector plus one for
+its position in the bar and one for its bar in the part."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from musicseq.metrical import NUM_BARS, NUM_POSITIONS
+
+
+def add_metrical_weights(layer: keras.layers.Layer, dim: int, initializer) -> None:
+    """Give ``layer`` the tables ``metre_positions`` (NUM_POSITIONS, dim) and ``metre_bars``
+    (NUM_BARS, dim)."""
+    layer.metre_positions = layer.add_weight(
+        shape=(NUM_POSITIONS, dim), initializer=initializer, name="metre_positions"
+    )
+    layer.metre_bars = layer.add_weight(
+        shape=(NUM_BARS, dim), initializer=initializer, name="metre_bars"
+    )
+
+
+def embed_packed(layer: keras.layers.Layer, packed, tokens, vocab_size: int):
+    """(…, dim): ``tokens[id] + metre_positions[position] + metre_bars[bar]``."""
+    packed = ops.cast(packed, "int32")
+    ids = packed % vocab_size
+    feature = packed // vocab_size
+    x = ops.take(tokens, ids, axis=0)
+    x = x + ops.take(layer.metre_positions, feature // NUM_BARS, axis=0)
+    return x + ops.take(layer.metre_bars, feature % NUM_BARS, axis=0)
+
+
+@keras.saving.register_keras_serializable(package="musicseq")
+class MetricalEmbedding(keras.layers.Layer):
+    """The recurrent kinds' embedding of packed ids; ``chars`` (the vocabulary's characters)
+    is kept for the meter clock of the sampling step."""
+
+    def __init__(self, vocab_size: int, dim: int, chars, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size, self.dim, self.chars = vocab_size, dim, list(chars)
+
+    def build(self, input_shape):
+        init = keras.initializers.RandomUniform(-0.05, 0.05)  # keras.layers.Embedding's
+        self.embeddings = self.add_weight(
+            shape=(self.vocab_size, self.dim), initializer=init, name="embeddings"
+        )
+        add_metrical_weights(self, self.dim, init)
+
+    def call(self, packed):
+        return embed_packed(self, packed, self.embeddings, self.vocab_size)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, self.dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"vocab_size": self.vocab_size, "dim": self.dim, "chars": self.chars})
+        return config
