@@ -372,6 +372,7 @@ def cmd_train(args) -> int:
         if not corpus.is_corpus_dir(DEFAULT_DATA):
             print(f"notice: no corpus at {DEFAULT_DATA}; building the default corpus there")
             corpus.ensure_default(DEFAULT_DATA)
+    model_config, train_config = _apply_recipe(args, data, model_config, train_config)
     from musicseq.train import train
 
     train(
@@ -385,6 +386,43 @@ def cmd_train(args) -> int:
         init_from=args.init_from,
     )
     return 0
+
+
+def _apply_recipe(args, data, model_config, train_config):
+    """``--minutes`` with no model or optimiser option: :func:`musicseq.recipe.choose` picks
+    them for the corpus size and the time (printed); otherwise the options as given."""
+    from musicseq import recipe
+
+    given = getattr(args, "given", set())
+    taken = given & {*recipe.MODEL_OPTIONS, *recipe.TRAIN_OPTIONS}
+    if train_config.minutes is None or taken or args.init_from is not None:
+        return model_config, train_config
+    from musicseq.corpus import load_split
+
+    characters = sum(len(t) for t in load_split(data, "train"))
+    chosen = recipe.choose(characters, train_config.minutes)
+    print(chosen.describe())
+    for reason in chosen.reasons:
+        print(f"  because {reason}")
+    print("  (give any model or optimiser option to choose yourself)")
+    model_config = dataclasses.replace(model_config, **chosen.model)
+    train_config = dataclasses.replace(train_config, **chosen.train)
+    return model_config, train_config
+
+
+def _given_options(argv) -> set[str]:
+    """The destinations of the options given on the command line (not left at defaults)."""
+    parser = build_parser()
+    parsers = [parser]
+    while parsers:
+        current = parsers.pop()
+        for action in current._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+            elif action.dest != "help":
+                action.default = argparse.SUPPRESS
+    given = vars(parser.parse_args(argv))
+    return {name for name in given if name != "command"}
 
 
 def cmd_generate(args) -> int:
@@ -660,6 +698,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         args.invocation = shlex.join(["musicseq", *(sys.argv[1:] if argv is None else argv)])
+        if args.command == "train":
+            args.given = _given_options(sys.argv[1:] if argv is None else argv)
         if args.command in ("train", "generate", "export", "evaluate", "inspect"):
             from musicseq._tf import quiet_import
 
