@@ -139,7 +139,13 @@ def describe(config) -> str:
         return (
             f"decoder-only Transformer ({config.num_layers} pre-norm blocks of width {config.units}, "
             f"{config.num_heads} heads, context {config.context} characters, {config.positional} positions, "
-            f"dropout {config.dropout})"
+            f"dropout {config.dropout}"
+            + (
+                ", metrical inputs: position in the bar and bar in the part"
+                if config.metrical
+                else ""
+            )
+            + ")"
         )
     layers = f"{config.num_layers} layers of " if config.num_layers > 1 else ""
     return (
@@ -297,8 +303,44 @@ def form_section(m: dict) -> list[str]:
         f"- abc2midi converts 100%: {g_c['midi_with_notes_pct']:.1f}%; every mid-section bar exact in "
         f"100%: {g_c['tunes_all_bars_exact_pct']:.1f}%; copy rate ≤ 2%: {g_c['copy_rate_pct']:.1f}%",
         "",
+        *free_targets(m),
     ]
     return lines
+
+
+# Held-out bits per note of the character Transformer shipped before metrical inputs.
+PREVIOUS_BITS_PER_NOTE = 3.949
+
+
+def free_targets(m: dict) -> list[str]:
+    """The targets of the model on its own (no grammar): meter, cadence, repetition, loss."""
+    u, g_u, ref = m["form"]["unconstrained"], m["generated"]["unconstrained"], m["reference_form"]
+    exact = g_u["tunes_all_bars_exact_pct"]
+    gap = abs(u["bar_repetition"] - ref["bar_repetition"])
+    lines = [
+        "Targets without the grammar (free sampling, the model on its own):",
+        "",
+        f"- tunes with every mid-section bar exact ≥ 80%: {exact:.1f}%: "
+        + ("met" if exact >= 80 else f"**missed** by {80 - exact:.1f} points"),
+        f"- ending on the tonic ≥ 75%: {100 * u['ends_on_tonic']:.1f}%: "
+        + (
+            "met"
+            if u["ends_on_tonic"] >= 0.75
+            else f"**missed** by {100 * (0.75 - u['ends_on_tonic']):.1f} points"
+        ),
+        f"- exact bar repetition within ±0.05 of the corpus ({u['bar_repetition']:.3f} vs "
+        f"{ref['bar_repetition']:.3f}): "
+        + ("met" if gap <= 0.05 else f"**missed** by {gap - 0.05:.3f}"),
+    ]
+    if "test_bits_per_note" in m:
+        bits = m["test_bits_per_note"]
+        cut = 100 * (1 - bits / PREVIOUS_BITS_PER_NOTE)
+        lines.append(
+            f"- held-out bits per note ≥ 10% below the previous default's {PREVIOUS_BITS_PER_NOTE}: "
+            f"{bits:.3f}, {cut:.1f}% lower: "
+            + ("met" if cut >= 10 else f"**missed** by {10 - cut:.1f} points")
+        )
+    return [*lines, ""]
 
 
 def card(model_dir: Path, m: dict, config) -> str:
