@@ -33,7 +33,8 @@ def state_gradient_norms(model, model_config, ids: np.ndarray) -> np.ndarray:
         watched = []
         for t in range(steps):
             logits, state = step(ids[:, t], state)
-            watched.append(state[0])  # first layer's state list after reading ids[:, t]
+            layers = state[1] if model_config.metrical else state  # [clock, layers]
+            watched.append(layers[0])  # first layer's state list after reading ids[:, t]
         loss = tf.reduce_mean(
             tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ids[:, steps], logits=logits)
         )

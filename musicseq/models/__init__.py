@@ -70,6 +70,8 @@ def attention_maps(model, config: ModelConfig, ids) -> list:
         raise ValueError("attention maps exist for the Transformer only")
     from musicseq.models.transformer import attention_maps as maps
 
+    if config.metrical:  # the model reads packed ids
+        ids, _ = meter_clock(model).pack_sequences(ids)
     return maps(model, config, ids)
 
 
