@@ -389,24 +389,20 @@ def cmd_train(args) -> int:
 
 
 def _apply_recipe(args, data, model_config, train_config):
-    """``--minutes`` with no model or optimiser option: :func:`musicseq.recipe.choose` picks
-    them for the corpus size and the time (printed); otherwise the options as given."""
+    """``--minutes`` with no model or optimiser option: the recipe for the corpus and the time
+    (:func:`musicseq.recipe.apply`), printed with its reasons."""
     from musicseq import recipe
 
-    given = getattr(args, "given", set())
-    taken = given & {*recipe.MODEL_OPTIONS, *recipe.TRAIN_OPTIONS}
-    if train_config.minutes is None or taken or args.init_from is not None:
+    if args.init_from is not None:  # fine-tuning keeps the model it starts from
         return model_config, train_config
-    from musicseq.corpus import load_split
-
-    characters = sum(len(t) for t in load_split(data, "train"))
-    chosen = recipe.choose(characters, train_config.minutes)
-    print(chosen.describe())
-    for reason in chosen.reasons:
+    chosen = recipe.apply(data, model_config, train_config, getattr(args, "given", set()))
+    if chosen is None:
+        return model_config, train_config
+    model_config, train_config, plan = chosen
+    print(plan.describe())
+    for reason in plan.reasons:
         print(f"  because {reason}")
     print("  (give any model or optimiser option to choose yourself)")
-    model_config = dataclasses.replace(model_config, **chosen.model)
-    train_config = dataclasses.replace(train_config, **chosen.train)
     return model_config, train_config
 
 

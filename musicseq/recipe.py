@@ -18,6 +18,7 @@ The choices and why (docs/ablation.md has the runs behind them):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 # Options a user gives to take the choice over: any of them turns the recipe off.
@@ -111,3 +112,20 @@ def choose(train_characters: int, minutes: float) -> Recipe:
         "transpose": copies,
     }
     return recipe
+
+
+def apply(data, model_config, train_config, given: set[str]):
+    """``(model_config, train_config, recipe)`` with the recipe's choices for a ``--minutes``
+    run on ``data`` when ``given`` (the options on the command line) names none of
+    :data:`MODEL_OPTIONS` / :data:`TRAIN_OPTIONS`; None otherwise (the options as given)."""
+    if train_config.minutes is None or given & {*MODEL_OPTIONS, *TRAIN_OPTIONS}:
+        return None
+    from musicseq.corpus import load_split
+
+    characters = sum(len(t) for t in load_split(data, "train"))
+    chosen = choose(characters, train_config.minutes)
+    return (
+        dataclasses.replace(model_config, **chosen.model),
+        dataclasses.replace(train_config, **chosen.train),
+        chosen,
+    )
