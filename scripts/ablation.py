@@ -49,7 +49,9 @@ DESCRIBE = {
 }
 
 
-def run_row(name: str, steps: int, runs: Path, num: int, seed: int, use: Path | None) -> dict:
+def run_row(
+    name: str, steps: int, runs: Path, num: int, seed: int, use: Path | None, reuse: bool
+) -> dict:
     """Train (unless ``use`` names a finished run of this row's flags) and evaluate a row."""
     out = use or runs / name
     flags = shlex.split(BASE) + shlex.split(ROWS[name])
@@ -63,12 +65,18 @@ def run_row(name: str, steps: int, runs: Path, num: int, seed: int, use: Path | 
         subprocess.run(command, check=True)
     history = json.loads((out / "history.json").read_text())
     evaluation = runs / name / "evaluation"  # never inside a used (e.g. shipped) model
-    subprocess.run(
-        [*MUSICSEQ, "evaluate", str(out), "--num", str(num), "--seed", str(seed)]
-        + ["--out", str(evaluation), "--quiet"],
-        check=True,
-    )
-    report = json.loads((evaluation / "report.json").read_text())
+    done = out / "evaluation" / "report.json"  # e.g. scripts/model_card.py's, same seed
+    if reuse and use is not None and done.is_file():
+        report = json.loads(done.read_text())
+    else:
+        subprocess.run(
+            [*MUSICSEQ, "evaluate", str(out), "--num", str(num), "--seed", str(seed)]
+            + ["--out", str(evaluation), "--quiet"],
+            check=True,
+        )
+        report = json.loads((evaluation / "report.json").read_text())
+    if report["unconstrained"]["tunes"] != num:
+        raise SystemExit(f"{name}: the evaluation has {report['unconstrained']['tunes']} tunes")
     free, form = report["unconstrained"], report["unconstrained"]["form"]
     return {
         "row": name,
@@ -137,13 +145,20 @@ def main() -> None:
         metavar="ROW=DIR",
         help="evaluate DIR (a finished run of that row's flags and --steps) instead of training",
     )
+    parser.add_argument(
+        "--reuse-evaluation",
+        action="store_true",
+        help="for --use rows: read DIR/evaluation/report.json when it exists (same --num/--seed)",
+    )
     args = parser.parse_args()
     use = {row: Path(d) for row, d in (item.split("=", 1) for item in args.use)}
     args.runs.mkdir(parents=True, exist_ok=True)
     store = args.runs / "results.json"
     results = json.loads(store.read_text()) if store.is_file() else {}
     for name in args.rows:
-        results[name] = run_row(name, args.steps, args.runs, args.num, args.seed, use.get(name))
+        results[name] = run_row(
+            name, args.steps, args.runs, args.num, args.seed, use.get(name), args.reuse_evaluation
+        )
         store.write_text(json.dumps(results, indent=2))
     rows = [results[n] for n in ROWS if n in results]
     args.out.write_text(
