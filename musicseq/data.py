@@ -26,14 +26,10 @@ def _without_autotune(ds):
     return ds.with_options(options)
 
 
-def encode_stream(texts: list[str], vocab: Vocab, metrical: bool = False) -> np.ndarray:
-    """``EOT t1 EOT t2 … EOT`` as int32 ids; packed ids with each character's metrical
-    features if ``metrical`` (:func:`musicseq.metrical.pack_texts`; the targets are then
-    ``ids % vocab.size``, which :func:`training_dataset` and :func:`eval_dataset` take)."""
-    if metrical:
-        from musicseq.metrical import pack_texts
-
-        return np.concatenate([*pack_texts(texts, vocab), [EOT]]).astype(np.int32)
+def encode_stream(texts: list[str], vocab: Vocab) -> np.ndarray:
+    """``EOT t1 EOT t2 … EOT`` as int32 ids (a metrical model's stream:
+    :func:`musicseq.metrical.pack_stream`; its targets are ``ids % len(vocab)``, which
+    :func:`training_dataset` and :func:`eval_dataset` take as ``vocab_size``)."""
     parts: list[int] = []
     for text in texts:
         parts.append(EOT)

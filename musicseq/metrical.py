@@ -364,12 +364,18 @@ def pack_texts(texts: list[str], vocab, batch: int = 512) -> list[np.ndarray]:
     return out
 
 
+def pack_stream(texts: list[str], vocab) -> np.ndarray:
+    """``EOT t1 EOT t2 … EOT`` as packed ids (:func:`musicseq.data.encode_stream`'s layout)."""
+    return np.concatenate([*pack_texts(texts, vocab), [EOT]]).astype(np.int32)
+
+
 __all__ = [
     "MeterClock",
     "NUM_BARS",
     "NUM_FEATURES",
     "NUM_POSITIONS",
     "pack",
+    "pack_stream",
     "pack_texts",
     "unpack",
 ]

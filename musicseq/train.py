@@ -611,10 +611,13 @@ def _prepare_data(
                 f"notice: {len(unseen)} characters of the data are not in the model's "
                 f"vocabulary and are read as unknown: {''.join(unseen[:20])!r}"
             )
-    train_stream = encode_stream(train_texts, vocab, metrical)
+    encode = encode_stream
+    if metrical:  # packed ids: each character with its metrical features
+        from musicseq.metrical import pack_stream as encode
+    train_stream = encode(train_texts, vocab)
     seq_len = train_config.seq_len
     steps_in_pass = steps_per_pass(len(train_stream), seq_len, global_batch)
-    val_stream = encode_stream(val_texts, vocab, metrical)
+    val_stream = encode(val_texts, vocab)
     val_ds = None
     if len(val_stream) > seq_len:
         val_ds = eval_dataset(val_stream, seq_len, global_batch, vocab_size=len(vocab))

@@ -108,7 +108,7 @@ def metrical_models(tmp_path_factory, data_dir):
 def test_scorer_training_inputs_and_sampling_step_see_the_same_features(kind, metrical_models):
     import tensorflow as tf
 
-    from musicseq.data import encode_stream
+    from musicseq.metrical import pack_stream
     from musicseq.modeldir import load_model_dir
     from musicseq.models import step_function
     from musicseq.sampling import score_texts
@@ -117,7 +117,7 @@ def test_scorer_training_inputs_and_sampling_step_see_the_same_features(kind, me
     assert config.metrical
     text = TUNE * 2  # longer than the context: the Transformer's windows slide
     ids = [EOT, *vocab.encode(text), EOT]
-    stream = encode_stream([text], vocab, metrical=True)
+    stream = pack_stream([text], vocab)
     assert np.array_equal(stream % len(vocab), ids) and (stream >= len(vocab)).any()
     # the training inputs, read whole by the model, score what the scorer scores
     total = score_texts(model, config, vocab, [text])[0]
@@ -168,7 +168,7 @@ def test_metrical_model_generates_constrained_tunes(metrical_models):
     from musicseq.sampling import generate
 
     model, config, vocab = load_model_dir(metrical_models["transformer"])
-    sample = SampleConfig(num=2, max_len=400, seed=2, form="AB", bars=4)
+    sample = SampleConfig(num=2, max_len=600, seed=2, form="AB", bars=8)
     for text in generate(model, config, vocab, sample, constrain=True, fixed={"M": "6/8"}):
         assert check_text(text).ok and "M:6/8" in text, text
 

@@ -171,3 +171,11 @@ def test_the_repeat_bias_in_the_graph_follows_the_reference(tiny_model_dir):
         if position < width:
             tokens = [vocab.encode(t[position])[0] if position < len(t) else 0 for t in texts]
             state = processor.advance(state, tf.constant(tokens, tf.int32), position)
+
+
+def test_a_bad_number_choice_is_a_clear_error():
+    # (int choices were joined as strings: a TypeError instead of the message)
+    from musicseq.config import SampleConfig
+
+    with pytest.raises(ValueError, match="bars must be one of 8, 16, got 4"):
+        SampleConfig(bars=4).validate()

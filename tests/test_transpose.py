@@ -2,9 +2,9 @@
 
 import pytest
 
+from musicseq.corpus import read_tunebook
 from musicseq.notation.form import Note, walk_events
 from musicseq.notation.transpose import augment, common_shifts, transpose
-from musicseq.corpus import read_tunebook
 
 
 def _notes(text):
