@@ -51,8 +51,10 @@ def main() -> None:
     val = eval_dataset(encode_stream(load_split(args.data, "validation"), vocab), 100, 64)
     ids = keras.Input((None,), dtype="int32")
     x = keras.layers.Embedding(len(vocab), 64, name="embedding")(ids)
-    x = keras.layers.LSTM(512, return_sequences=True)(x)
-    model = keras.Model(ids, keras.layers.Dense(len(vocab))(x))
+    # Layer names as musicseq's own LSTM has them: the one scorer (musicseq.sampling) reads
+    # a recurrent model through its step function, which finds the layers by these names.
+    x = keras.layers.LSTM(512, return_sequences=True, name="rnn_0")(x)
+    model = keras.Model(ids, keras.layers.Dense(len(vocab), name="logits")(x))
     model.compile(
         keras.optimizers.Adam(2e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
