@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from musicseq.metrical import NUM_BARS, NUM_POSITIONS
+from musicseq.metrical import NUM_BARS, NUM_POSITIONS, unpack
 
 
 def add_metrical_weights(layer: keras.layers.Layer, dim: int, initializer) -> None:
@@ -22,12 +22,10 @@ def add_metrical_weights(layer: keras.layers.Layer, dim: int, initializer) -> No
 
 def embed_packed(layer: keras.layers.Layer, packed, tokens, vocab_size: int):
     """(…, dim): ``tokens[id] + metre_positions[position] + metre_bars[bar]``."""
-    packed = ops.cast(packed, "int32")
-    ids = packed % vocab_size
-    feature = packed // vocab_size
+    ids, position, bar = unpack(ops.cast(packed, "int32"), vocab_size)
     x = ops.take(tokens, ids, axis=0)
-    x = x + ops.take(layer.metre_positions, feature // NUM_BARS, axis=0)
-    return x + ops.take(layer.metre_bars, feature % NUM_BARS, axis=0)
+    x = x + ops.take(layer.metre_positions, position, axis=0)
+    return x + ops.take(layer.metre_bars, bar, axis=0)
 
 
 @keras.saving.register_keras_serializable(package="musicseq")

@@ -4,8 +4,8 @@
 the way a musician would write it: the new tonic gets the spelling with the fewest sharps or
 flats for the mode (``K:D`` up two semitones is ``K:E``, up three ``K:F``, not ``K:E#``), each
 note moves by the same number of letter steps, and an explicit accidental keeps its distance
-from the key signature (``^c`` in D major, a natural-raised... i.e. ``=c`` stays "a semitone
-below the signature's c sharp" in every key). Because notes move letter by letter, the bar-long
+from the key signature (``=c`` in D major, a semitone below the signature's c sharp, becomes
+``=d`` in E major, a semitone below its d sharp). Because notes move letter by letter, the bar-long
 scope of an accidental carries over unchanged. Chord symbols (``"Am7"``, ``"D/F#"``) move too;
 everything else -- lengths, bar lines, decorations, annotations, other fields -- is kept as
 written. Tunes whose key cannot be moved this way (``K:none``, bagpipe ``K:HP``, a key with
@@ -17,13 +17,16 @@ from __future__ import annotations
 import random
 import re
 
+from musicseq.notation.form import (  # the key tables of the form analysis
+    _FIFTHS,
+    _FLATS,
+    _LETTERS,
+    _MODE_FIFTHS,
+    _SEMITONES,
+    _SHARPS,
+)
 from musicseq.notation.tunebook import parse_key
 
-_LETTERS = "CDEFGAB"
-_SEMITONES = (0, 2, 4, 5, 7, 9, 11)
-_FIFTHS = {"F": -1, "C": 0, "G": 1, "D": 2, "A": 3, "E": 4, "B": 5}
-_MODE_FIFTHS = {"lyd": 1, "maj": 0, "mix": -1, "dor": -2, "min": -3, "phr": -4, "loc": -5}
-_SHARPS, _FLATS = "FCGDAEB", "BEADGCF"
 _ACCIDENTAL = {-2: "__", -1: "_", 0: "=", 1: "^", 2: "^^"}
 _KEY_VALUE = re.compile(r"^(\s*)([A-G])([#b]?)(.*)$")
 _CHORD = re.compile(
