@@ -273,6 +273,10 @@ def generate(
     ``fixed["Q"]`` verbatim, into the finished tunes. ``progress`` (e.g.
     :class:`musicseq.progress.Progress`) is told how far the decoding loop is.
 
+    Options not given take the model's own sampling settings when it has them (its
+    ``musicseq.json`` ``"sampling"``, e.g. ``top_p=0.9`` for free sampling of the shipped
+    Transformer), else :class:`SampleConfig`'s defaults.
+
     Tune ``n`` comes back as ``X:n`` with ``%`` comment lines after it saying how it was
     made (musicseq version, model, seed, temperature, top-k, top-p, and the form plan of
     constrained decoding) — the same text the ``musicseq generate`` command writes.
@@ -303,7 +307,9 @@ def generate(
             )
         except ValueError as exc:
             raise UserError(str(exc)) from exc
-    config = SampleConfig(num=num, **options)
+    # The model's own sampling settings (musicseq.json "sampling") under the caller's.
+    defaults = loaded.sampling_defaults(constrain) if hasattr(loaded, "sampling_defaults") else {}
+    config = SampleConfig(num=num, **{**defaults, **options})
     try:
         config.validate()
     except ValueError as exc:

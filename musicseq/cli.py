@@ -438,8 +438,14 @@ def cmd_generate(args) -> int:
     options = {name: value for name, value in options.items() if value is not None}
     config_from_args(SampleConfig, argparse.Namespace(**options))  # checked before loading
     render_config = config_from_args(RenderConfig, args)
-    # The API gets what differs from the defaults, as a caller would pass it.
-    options = {k: v for k, v in options.items() if v != getattr(SampleConfig, k)}
+    # The API gets the options given on the command line, as a caller would pass them; the
+    # rest come from the model's own sampling settings (if it has them) or the defaults.
+    given = getattr(args, "given", None)
+    options = {
+        k: v
+        for k, v in options.items()
+        if (k in given if given is not None else v != getattr(SampleConfig, k))
+    }
     shaping = [k for k in api.CONSTRAINED_ONLY if k in options]
     if shaping and not args.constrain:
         _warn(f"{_flags(shaping)} {_has(shaping)} no effect without --constrain")
@@ -526,7 +532,10 @@ def cmd_evaluate(args) -> int:
         data=args.data,
         num=sample.num,
         seed=sample.seed,
-        temperature=sample.temperature,
+        # Not given: the model's own sampling settings, else the default (1.0).
+        temperature=sample.temperature
+        if "temperature" in getattr(args, "given", {"temperature"})
+        else None,
         constrain=args.constrain,
         max_len=sample.max_len,
         progress=not args.quiet,
@@ -694,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         args.invocation = shlex.join(["musicseq", *(sys.argv[1:] if argv is None else argv)])
-        if args.command == "train":
+        if args.command in ("train", "generate", "evaluate"):
             args.given = _given_options(sys.argv[1:] if argv is None else argv)
         if args.command in ("train", "generate", "export", "evaluate", "inspect"):
             from musicseq._tf import quiet_import

@@ -171,7 +171,7 @@ def evaluate_model(
     data=None,
     num: int = 100,
     seed: int = 0,
-    temperature: float = 1.0,
+    temperature: float | None = None,
     constrain: bool = False,
     max_len: int = 1200,
     log=print,
@@ -223,12 +223,16 @@ def evaluate_model(
     reference = form.summarize(test_texts)
     report["reference_form"] = reference
     copy_index = CopyIndex(train_texts)
-    sample = SampleConfig(num=num, max_len=max_len, temperature=temperature, seed=seed)
+    given = {"num": num, "max_len": max_len, "seed": seed}
+    if temperature is not None:
+        given["temperature"] = temperature
     runs = ["unconstrained", "constrained"] if constrain else ["unconstrained"]
     samples = {}
     for name in runs:
         started = time.perf_counter()
         reporter = Progress(f"{name} tunes") if progress else None
+        # The model's own sampling settings (musicseq.json "sampling"), under the caller's.
+        sample = SampleConfig(**{**loaded.sampling_defaults(name == "constrained"), **given})
         tunes = generate(
             model, model_config, vocab, sample, constrain=name == "constrained", progress=reporter
         )
@@ -237,6 +241,11 @@ def evaluate_model(
         seconds = time.perf_counter() - started
         metrics = tune_metrics(tunes, train_texts, copy_index)
         metrics["generation_seconds"] = seconds
+        metrics["sampling"] = {
+            field: getattr(sample, field)
+            for field in ("temperature", "top_k", "top_p", "seed")
+            + (("repeat_bias",) if name == "constrained" else ())
+        }
         metrics["characters_per_second"] = sum(len(t) for t in tunes) / max(seconds, 1e-9)
         metrics["form_comparison"] = form.compare(metrics["form"], reference)
         report[name] = metrics
@@ -372,6 +381,10 @@ def _markdown(report: dict) -> str:
     lines += ["| metric | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for label, key, fmt in rows:
         lines.append(f"| {label} | " + " | ".join(fmt.format(report[n][key]) for n in names) + " |")
+    for name in names:
+        if "sampling" in report[name]:  # reports written before it was recorded have none
+            settings = ", ".join(f"{k} {v:g}" for k, v in report[name]["sampling"].items())
+            lines.append(f"\nSampling ({name}): {settings}.")
     lines += ["", f"Copy rate: {report[names[0]]['copy_definition']}.", ""]
     lines += _form_markdown(report, names)
     lines += ["", "Plots: `loss.png`, `piano_roll.png`, `distributions.png`, `forms.png`."]

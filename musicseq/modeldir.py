@@ -25,6 +25,7 @@ earlier versions (``config.json``, format 1) still load.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -35,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from musicseq import __version__, fileio
-from musicseq.config import ModelConfig, TrainConfig, from_dict, to_dict
+from musicseq.config import ModelConfig, SampleConfig, TrainConfig, from_dict, to_dict
 from musicseq.errors import UserError
 from musicseq.vocab import Vocab
 
@@ -279,6 +280,22 @@ class ModelDir:
     def data(self) -> str:
         """The training data the model was trained on, as recorded ("" if unknown)."""
         return str(self.meta.get("data") or "")
+
+    def sampling_defaults(self, constrain: bool) -> dict:
+        """The sampling settings this model is generated with when the caller gives none:
+        ``musicseq.json``'s ``"sampling"`` → ``"free"`` or ``"constrained"`` (SampleConfig
+        fields, measured for the model and written by ``scripts/sampling_sweep.py --set``);
+        ``{}`` when the model has none (SampleConfig's defaults then apply)."""
+        chosen = (self.meta.get("sampling") or {}).get("constrained" if constrain else "free")
+        if not isinstance(chosen, dict):
+            return {}
+        fields = {f.name for f in dataclasses.fields(SampleConfig)} - {"num", "seed", "prime"}
+        unknown = set(chosen) - fields
+        if unknown:
+            raise UserError(
+                f"{self.path}: musicseq.json sets unknown sampling fields: {', '.join(sorted(unknown))}"
+            )
+        return dict(chosen)
 
     def history(self) -> dict:
         path = self.path / HISTORY_FILE

@@ -100,3 +100,53 @@ def test_tunes_render_to_the_audio_format_asked_for(tmp_path, data_dir):
     assert soundfile.info(str(flac)).format == "FLAC"
     with pytest.raises(UserError, match="audio format"):
         tunes.render_all(tmp_path, audio="aiff")
+
+
+def test_a_model_brings_its_own_sampling_settings_and_callers_override_them(
+    tiny_model_dir, tmp_path
+):
+    import json
+    import shutil
+
+    from tests.conftest import run_cli
+
+    model = tmp_path / "tuned"
+    shutil.copytree(tiny_model_dir, model)
+    meta = json.loads((model / "musicseq.json").read_text())
+    meta["sampling"] = {"free": {"top_p": 0.9}, "constrained": {"repeat_bias": 0.75}}
+    (model / "musicseq.json").write_text(json.dumps(meta))
+    loaded = api.load_model(model)
+
+    def settings(tunes):
+        return [line for line in tunes[0].text.splitlines() if "top-p" in line or "bias" in line]
+
+    free = api.generate(loaded, num=1, max_len=40, seed=2)
+    assert settings(free) == ["% seed 2, temperature 1, top-k 0, top-p 0.9, max-len 40"]
+    mine = api.generate(loaded, num=1, max_len=40, seed=2, top_p=1.0)  # the default, given
+    assert "top-p 1," in settings(mine)[0]
+    constrained = api.generate(loaded, num=1, max_len=300, seed=2, constrain=True, form="AB")
+    assert "top-p 1," in settings(constrained)[0]
+    assert settings(constrained)[1].endswith("repeat bias 0.75")
+    # The command line: an option given equal to its default still wins over the model's.
+    given = run_cli(
+        "generate",
+        model,
+        "--num",
+        "1",
+        "--max-len",
+        "40",
+        "--top-p",
+        "1.0",
+        "--out",
+        "-",
+        "--quiet",
+    )
+    assert given.returncode == 0, given.stderr
+    assert "top-p 1," in given.stdout
+    left = run_cli("generate", model, "--num", "1", "--max-len", "40", "--out", "-", "--quiet")
+    assert "top-p 0.9," in left.stdout
+
+    meta["sampling"] = {"free": {"top_q": 0.9}}
+    (model / "musicseq.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="unknown sampling fields: top_q"):
+        api.generate(api.load_model(model), num=1, max_len=20)

@@ -117,6 +117,15 @@ def test_evaluate_writes_every_report_field(tiny_model_dir, data_dir, tmp_path):
         ):
             assert field in saved[name], (name, field)
     assert saved["constrained"]["valid_headers_pct"] == 100.0
+    # The tiny model has no sampling settings of its own: SampleConfig's defaults, recorded.
+    assert saved["unconstrained"]["sampling"] == {
+        "temperature": 1.0,
+        "top_k": 0,
+        "top_p": 1.0,
+        "seed": 0,
+    }
+    assert saved["constrained"]["sampling"]["repeat_bias"] == 1.5
+    assert "Sampling (constrained): temperature 1, top_k 0" in (out / "report.md").read_text()
     assert {"report.md", "loss.png", "distributions.png"} <= {p.name for p in out.iterdir()}
     assert "bits/char" in (out / "report.md").read_text()
 
