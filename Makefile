@@ -71,8 +71,10 @@ train-gru: setup
 		--learning-rate 2e-3 --early-stopping 3 --save-every 500 --seed 2026 \
 		--out $(or $(OUT),models/folk-gru) --quiet
 
+# Two test processes (pytest-xdist): 12 minutes here instead of 19 in one; each test is
+# independent (its own tmp_path, session fixtures built per process).
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 lint: setup
 	$(VENV)/bin/ruff check musicseq tests scripts

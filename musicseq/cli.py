@@ -229,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = _command(sub, "generate", "generate tunes from a trained model")
+    p.description += (
+        " Sampling options left out take the model's own settings when it has them "
+        '(musicseq.json "sampling"; the shipped folk-transformer: top-p 0.9 free, repeat bias '
+        "0.875 constrained), else the defaults shown; an option given always wins."
+    )
     p.add_argument("model_dir", type=Path, metavar="MODEL", help=MODEL_HELP)
     p.add_argument(
         "--out",

@@ -289,13 +289,22 @@ class ModelDir:
         chosen = (self.meta.get("sampling") or {}).get("constrained" if constrain else "free")
         if not isinstance(chosen, dict):
             return {}
-        fields = {f.name for f in dataclasses.fields(SampleConfig)} - {"num", "seed", "prime"}
-        unknown = set(chosen) - fields
+        fields = {f.name: f for f in dataclasses.fields(SampleConfig)}
+        unknown = set(chosen) - set(fields) | set(chosen) & {"num", "seed", "prime"}
         if unknown:
             raise UserError(
                 f"{self.path}: musicseq.json sets unknown sampling fields: {', '.join(sorted(unknown))}"
             )
-        return dict(chosen)
+        out = {}
+        for name, value in chosen.items():
+            kind = type(fields[name].default)
+            if isinstance(value, bool) or not isinstance(value, (kind, int)):
+                raise UserError(
+                    f"{self.path}: musicseq.json sampling {name} must be a {kind.__name__}, "
+                    f"got {value!r}"
+                )
+            out[name] = kind(value)
+        return out
 
     def history(self) -> dict:
         path = self.path / HISTORY_FILE

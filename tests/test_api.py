@@ -150,3 +150,7 @@ def test_a_model_brings_its_own_sampling_settings_and_callers_override_them(
     (model / "musicseq.json").write_text(json.dumps(meta))
     with pytest.raises(UserError, match="unknown sampling fields: top_q"):
         api.generate(api.load_model(model), num=1, max_len=20)
+    meta["sampling"] = {"free": {"top_p": "0.9"}}
+    (model / "musicseq.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="sampling top_p must be a float, got '0.9'"):
+        api.generate(api.load_model(model), num=1, max_len=20)
