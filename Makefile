@@ -70,6 +70,8 @@ train-gru: setup
 		--batch-size 64 --seq-len 128 --minutes 30 --steps-per-epoch 200 \
 		--learning-rate 2e-3 --early-stopping 3 --save-every 500 --seed 2026 \
 		--out $(or $(OUT),models/folk-gru) --quiet
+	# It repeats bars only with a strong nudge (docs/form.md).
+	$(PY) scripts/sampling_sweep.py $(or $(OUT),models/folk-gru) --set constrained repeat_bias=4
 
 # Two test processes (pytest-xdist): 12 minutes here instead of 19 in one; each test is
 # independent (its own tmp_path, session fixtures built per process).
