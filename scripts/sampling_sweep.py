@@ -4,7 +4,7 @@
         --settings "temperature=1.0" "temperature=0.9" "temperature=0.8,top_p=0.95" \
         [--constrain] [--out docs/sampling_sweep.md]
     python scripts/sampling_sweep.py saved_models/folk-transformer \
-        --set free top_p=0.9 --set constrained repeat_bias=0.75
+        --set free top_p=0.9 --set constrained repeat_bias=0.875
 
 Each setting is a comma-separated list of SampleConfig fields (temperature, top_k, top_p,
 repeat_bias, ...). Every setting generates ``--num`` tunes with the same seed and is measured
