@@ -28,10 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from musicseq import fileio  # noqa: E402
 from musicseq.config import SampleConfig  # noqa: E402
 from musicseq.corpus import load_split  # noqa: E402
-from musicseq.evaluate import CopyIndex  # noqa: E402
+from musicseq.evaluate import CopyIndex, tune_metrics  # noqa: E402
 from musicseq.modeldir import ModelDir, config_path, read_meta, resolve  # noqa: E402
-from musicseq.notation import form  # noqa: E402
-from musicseq.notation.checker import check_text  # noqa: E402
 from musicseq.sampling import generate  # noqa: E402
 
 COLUMNS = (
@@ -60,12 +58,14 @@ def parse_setting(text: str) -> dict:
     return setting
 
 
-def figures(tunes: list[str], copies: CopyIndex | None = None) -> dict:
-    summary = form.summarize(tunes)
-    if copies is not None:  # share of tunes copying a training tune (as musicseq evaluate)
-        summary["copy_rate"] = sum(map(copies.copies, tunes)) / max(len(tunes), 1)
-    summary["all_exact"] = sum(check_text(t).all_bars_exact for t in tunes) / max(len(tunes), 1)
-    return summary
+def figures(tunes: list[str], train_texts: list[str], copies: CopyIndex) -> dict:
+    """``musicseq evaluate``'s own measurements (evaluate.tune_metrics), as shares."""
+    metrics = tune_metrics(tunes, train_texts, copies)
+    return {
+        **metrics["form"],
+        "all_exact": metrics["tunes_all_bars_exact_pct"] / 100,
+        "copy_rate": metrics["copy_rate_pct"] / 100,
+    }
 
 
 def row(name: str, values: dict, seconds: float | None) -> str:
@@ -110,13 +110,15 @@ def main() -> None:
 
     loaded = ModelDir.load(resolve(args.model))
     settings = [parse_setting(s) for s in args.settings]
-    copies = CopyIndex(load_split(loaded.data or "data/abc", "train"))
+    data = loaded.data or "data/abc"
+    train_texts = load_split(data, "train")
+    copies = CopyIndex(train_texts)
     how = "constrained (`--constrain`)" if args.constrain else "free"
     lines = [
         f"\n### {args.model}: {how}, {args.num} tunes, seed {args.seed}\n",
         "| setting | " + " | ".join(c for c, _, _ in COLUMNS) + " | seconds |",
         "|---|" + "---:|" * (len(COLUMNS) + 1),
-        row("corpus test split", figures(load_split(loaded.data or "data/abc", "test")), None),
+        row("corpus test split", figures(load_split(data, "test"), train_texts, copies), None),
     ]
     print("\n".join(lines), flush=True)
     for text, setting in zip(args.settings, settings):
@@ -125,7 +127,7 @@ def main() -> None:
         tunes = generate(
             loaded.model, loaded.config, loaded.vocab, config, constrain=args.constrain
         )
-        lines.append(row(text, figures(tunes, copies), time.perf_counter() - started))
+        lines.append(row(text, figures(tunes, train_texts, copies), time.perf_counter() - started))
         print(lines[-1], flush=True)
     if args.out:
         with args.out.open("a", encoding="utf-8") as handle:
