@@ -98,9 +98,16 @@ class ModelConfig:
         "feed each character's position in the bar and bar in the part beside it "
         "(musicseq.metrical)",
     )
+    tonal: bool = option(
+        False,
+        "with --metrical: also feed the key's tonic and the scale degree of the last note "
+        "(musicseq.metrical)",
+    )
 
     def validate(self) -> None:
         _check_choice("model kind", self.kind, MODEL_KINDS)
+        if self.tonal and not self.metrical:
+            raise ValueError("tonal inputs come with the metrical ones: add --metrical")
         _check_positive_ints(
             self, ("vocab_size", "embedding_dim", "units", "num_layers", "num_heads", "context")
         )

@@ -13,6 +13,16 @@ decorations and grace notes -- and gives, after every character, two small integ
 - **bar**: complete bars since the last repeat sign or double bar (0 in the header, then
   ``1 + bars`` capped): the bar number in the part.
 
+A *tonal* model (``--tonal``) reads two more, from the ``K:`` field in force and the notes:
+
+- **tonic**: the letter of the key's tonic (0 in the header and for ``K:none``, then
+  ``1 + letter``, A = 1): ``K:G``, ``K:Gm`` and ``K:G mix`` all give G;
+- **degree**: the diatonic degree of the last note letter above that tonic (0 before the first
+  note, then ``1 + steps``, accidentals aside), so "the tune is on its tonic" or "on the
+  fifth" reads the same in every key (grace notes, chord symbols and fields leave it as it was).
+
+Every clock computes all four; a model without tonal inputs ignores the last two.
+
 They reach the model *packed* into the input id (:func:`pack`: ``id + vocab * feature``), so
 a metrical model still maps ``(batch, time)`` int32 to logits: training windows, the
 compiled sampling loop and the SavedModel carry them without another input. Targets stay
@@ -30,13 +40,16 @@ from musicseq.vocab import EOT, RESERVED
 
 NUM_POSITIONS = 40  # 0 header, 1 free meter, 2 overfull, 3 + half units left (capped)
 NUM_BARS = 18  # 0 header, 1 + complete bars in the part (capped)
-NUM_FEATURES = NUM_POSITIONS * NUM_BARS
+NUM_DEGREES = 8  # 0 no note yet (or no tonic), 1 + diatonic degree of the last note
+NUM_TONICS = 8  # 0 no tonic (K:none, the header), 1 + letter of the key's tonic (A = 1)
+NUM_FEATURES = NUM_TONICS * NUM_DEGREES * NUM_POSITIONS * NUM_BARS
 
 _FIELDS = (
     *("mode", "hdr", "col0", "fletter", "finline", "fld", "fnum", "fden", "fslash", "fc"),
     *("bar_len", "unit", "unit_set", "elapsed", "bars"),
     *("pend", "base", "lnum", "lden", "lslash", "last_val", "next_factor"),
     *("tup_left", "tup_factor", "lparen", "lbrack", "chord", "ch_len", "inbar"),
+    *("ktonic", "tonic", "degree"),
 )
 _I = {name: i for i, name in enumerate(_FIELDS)}
 STATE_SIZE = len(_FIELDS)
@@ -87,6 +100,7 @@ class MeterClock:
             + "".join(chr(c) for c in range(97, 123)),
             "field": _FIELD_LETTERS,
         }
+        classes["upper_note"] = "ABCDEFG"
         self._cls = {k: tf.constant(_table(v)) for k, v in classes.items()}
         fld = np.zeros(128, np.float32)
         for c, v in _FIELD_CODES.items():
@@ -155,7 +169,7 @@ class MeterClock:
         out["mode"] = where(opens, FIELD, out["mode"])
         out["fld"] = where(opens, tf.gather(self._fld, letter), out["fld"])
         out["finline"] = where(opens_h, 0.0, out["finline"])
-        for k in ("fnum", "fden", "fslash", "fc"):
+        for k in ("fnum", "fden", "fslash", "fc", "ktonic"):
             out[k] = where(opens, 0.0, out[k])
         out["fletter"] = where(opens | pending_letter | (in_header & newline), 0.0, out["fletter"])
 
@@ -166,6 +180,9 @@ class MeterClock:
         out["fden"] = where(fdigit & (s["fslash"] > 0), s["fden"] * 10 + dval, out["fden"])
         out["fslash"] = where(in_field & is_("/"), 1.0, out["fslash"])
         out["fc"] = where(in_field & is_("C"), 1.0, out["fc"])
+        # K: its tonic is the first capital A-G of the value ("K:F#m", "K:A dor"; K:none: none).
+        tonic_letter = in_field & tf.equal(s["fld"], 3) & (s["ktonic"] < 1) & cls("upper_note")
+        out["ktonic"] = where(tonic_letter, f(code - ord("A") + 1, fl), out["ktonic"])
         ends = in_field & tf.where(s["finline"] > 0, is_("]"), newline)
         fraction = tf.where(
             (s["fnum"] > 0) & (s["fden"] > 0), s["fnum"] / tf.maximum(s["fden"], 1.0), 0.0
@@ -180,6 +197,7 @@ class MeterClock:
         out["unit_set"] = where(set_l, 1.0, out["unit_set"])
         to_body = ends & ((s["hdr"] < 1) | tf.equal(s["fld"], 3))
         out["mode"] = where(ends, tf.where(to_body, float(BODY), float(HEADER)), out["mode"])
+        out["tonic"] = where(ends & tf.equal(s["fld"], 3), s["ktonic"], out["tonic"])
         starts_music = ends & (s["hdr"] > 0) & tf.equal(s["fld"], 3)
         out["hdr"] = where(starts_music, 0.0, out["hdr"])
 
@@ -226,6 +244,11 @@ class MeterClock:
         out["base"] = where(begins, tf.where(closes_chord, chord_len, base), out["base"])
         for k in ("lnum", "lden", "lslash"):
             out[k] = where(begins, 0.0, out[k])
+        # The diatonic degree of a note letter above the key's tonic (accidentals aside).
+        letter_index = f(tf.where(code >= ord("a"), code - ord("a"), code - ord("A")), fl)
+        degree = tf.math.floormod(letter_index - (out["tonic"] - 1), 7.0) + 1
+        sets_degree = body & cls("note") & (out["tonic"] > 0)
+        out["degree"] = where(sets_degree, degree, out["degree"])
 
         # Tuplets '(3', broken rhythm '>' '<'.
         tuplet = body & (s["lparen"] > 0) & digit & ~pending
@@ -283,7 +306,9 @@ class MeterClock:
     # --- what the model sees ----------------------------------------------------------------
 
     def features(self, state):
-        """(N,) int32 feature index ``position * NUM_BARS + bar`` of each state."""
+        """(N,) int32 feature index of each state: ``((tonic * NUM_DEGREES + degree) *
+        NUM_POSITIONS + position) * NUM_BARS + bar``. A model without tonal inputs reads
+        position and bar only."""
         import tensorflow as tf
 
         s = {name: state[:, i] for name, i in _I.items()}
@@ -298,7 +323,12 @@ class MeterClock:
         music = s["hdr"] < 1
         position = tf.where(music, position, 0.0)
         bar = tf.where(music, 1 + tf.minimum(s["bars"], NUM_BARS - 2), 0.0)
-        return tf.cast(position, tf.int32) * NUM_BARS + tf.cast(bar, tf.int32)
+        tonic = tf.where(music, s["tonic"], 0.0)
+        degree = tf.where(music, s["degree"], 0.0)
+        tonal = tf.cast(tonic, tf.int32) * NUM_DEGREES + tf.cast(degree, tf.int32)
+        return (tonal * NUM_POSITIONS + tf.cast(position, tf.int32)) * NUM_BARS + tf.cast(
+            bar, tf.int32
+        )
 
     def pack(self, ids, state):
         """``ids`` (N,) with the features of ``state`` (the state after reading them)."""
@@ -331,10 +361,12 @@ def pack(ids, features, vocab_size: int):
 
 
 def unpack(packed, vocab_size: int):
-    """``(ids, position, bar)`` of packed input ids."""
+    """``(ids, position, bar, tonic, degree)`` of packed input ids."""
     ids = packed % vocab_size
     feature = packed // vocab_size
-    return ids, feature // NUM_BARS, feature % NUM_BARS
+    metre = feature % (NUM_POSITIONS * NUM_BARS)
+    tonal = feature // (NUM_POSITIONS * NUM_BARS)
+    return ids, metre // NUM_BARS, metre % NUM_BARS, tonal // NUM_DEGREES, tonal % NUM_DEGREES
 
 
 _COMPILED: dict = {}
@@ -372,8 +404,10 @@ def pack_stream(texts: list[str], vocab) -> np.ndarray:
 __all__ = [
     "MeterClock",
     "NUM_BARS",
+    "NUM_DEGREES",
     "NUM_FEATURES",
     "NUM_POSITIONS",
+    "NUM_TONICS",
     "pack",
     "pack_stream",
     "pack_texts",

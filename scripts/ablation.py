@@ -39,6 +39,7 @@ ROWS = {
     "metrical+transpose": "--metrical --transpose 2",
     "metrical+dropout0.2": "--metrical --dropout 0.2",
     "metrical+small": "--metrical --units 192 --heads 6",
+    "metrical+tonal": "--metrical --tonal",
 }
 DESCRIBE = {
     "char": "characters only (the previous default)",
@@ -46,6 +47,7 @@ DESCRIBE = {
     "metrical+transpose": "+ metrical, + 2 transpositions of each training tune",
     "metrical+dropout0.2": "+ metrical, dropout 0.2",
     "metrical+small": "+ metrical, width 192",
+    "metrical+tonal": "+ metrical, + tonal inputs (the key's tonic, the last note's degree)",
 }
 
 
@@ -64,6 +66,8 @@ def run_row(
     if use is None:
         subprocess.run(command, check=True)
     history = json.loads((out / "history.json").read_text())
+    if use is not None:  # a finished run: the budget it was trained on
+        steps = json.loads((out / "musicseq.json").read_text())["train"]["steps"] or steps
     evaluation = runs / name / "evaluation"  # never inside a used (e.g. shipped) model
     done = out / "evaluation" / "report.json"  # e.g. scripts/model_card.py's, same seed
     if reuse and use is not None and done.is_file():
@@ -143,7 +147,8 @@ def main() -> None:
         action="append",
         default=[],
         metavar="ROW=DIR",
-        help="evaluate DIR (a finished run of that row's flags and --steps) instead of training",
+        help="evaluate DIR (a finished run of that row's flags; its own step budget) instead "
+        "of training",
     )
     parser.add_argument(
         "--reuse-evaluation",

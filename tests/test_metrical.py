@@ -6,7 +6,7 @@ import pytest
 
 from musicseq.config import ModelConfig, SampleConfig, TrainConfig
 from musicseq.corpus import load_split
-from musicseq.metrical import NUM_BARS, pack_texts
+from musicseq.metrical import pack_texts, unpack
 from musicseq.vocab import EOT, Vocab
 
 TUNE = (
@@ -22,8 +22,8 @@ def _features(text, vocab=None):
     packed = pack_texts([text], vocab)[0]
     v = len(vocab)
     assert np.array_equal(packed % v, [EOT, *vocab.encode(text)])  # ids survive packing
-    feature = packed // v
-    return "\0" + text, feature // NUM_BARS, feature % NUM_BARS
+    _, position, bar, _, _ = unpack(packed, v)
+    return "\0" + text, position, bar
 
 
 def test_clock_reads_lengths_tuplets_broken_rhythm_chords_and_fields():
@@ -56,6 +56,28 @@ def test_clock_free_meter_and_a_new_tune():
     assert np.array_equal(b, pack_texts([text], vocab)[0])  # EOT resets: no carry-over
 
 
+def test_clock_reads_the_tonic_and_the_degree_of_the_last_note():
+    text = 'X:1\nM:6/8\nK:A dor\n|:EAA {g}ABd|"Em"e2 ^c BAG|[K:G]GB z:|\n'
+    vocab = Vocab.from_texts([text, "X:1\nK:none\nABc|\n"])
+    _, _, _, tonic, degree = unpack(pack_texts([text], vocab)[0], len(vocab))
+    chars = "\0" + text
+    body = chars.index("dor\n") + 3
+    assert not tonic[:body].any() and not degree[:body].any()  # the header: none
+    notes = [
+        f"{c}{t}{d}"
+        for c, t, d in zip(chars[body:], tonic[body:], degree[body:])
+        if c in "ABCDEFGabcdefg"
+    ]
+    # tonic A = 1, degree 1 + steps above A; the grace g, the chord symbol's E and the inline
+    # field's G leave the degree as it was; ^c is still the third; after [K:G] the tonic is
+    # G = 7 and G is degree 1 again
+    assert " ".join(notes) == "E15 A11 A11 g11 A11 B12 d14 E14 e15 c13 B12 A11 G17 G17 G71 B73"
+    grace = chars.index("{g}") + 1
+    assert degree[grace] == 1  # a grace note does not move the melody
+    _, _, _, tonic, _ = unpack(pack_texts(["X:1\nK:none\nABc|\n"], vocab)[0], len(vocab))
+    assert not tonic.any()  # K:none has no tonic
+
+
 def test_clock_agrees_with_the_bar_lines_of_the_corpus(corpus_dir):
     # Interior bars (a plain bar line on both sides) of the test split: the clock says
     # nothing is left of the bar just before the bar line. Measured 97% (the rest are tunes
@@ -65,7 +87,7 @@ def test_clock_agrees_with_the_bar_lines_of_the_corpus(corpus_dir):
     ok = total = 0
     for text, packed in zip(tunes, pack_texts(tunes, vocab)):
         chars = "\0" + text + " "
-        position = list((packed // len(vocab)) // NUM_BARS) + [0]
+        position = list(unpack(packed, len(vocab))[1]) + [0]
         starts = [
             i for i in range(1, len(chars) - 1) if chars[i] == "|" and chars[i - 1] not in "|:["
         ]
@@ -95,6 +117,7 @@ def metrical_models(tmp_path_factory, data_dir):
                 context=32,
                 vocab_size=1,
                 metrical=True,
+                tonal=kind == "transformer",  # the gru reads metre only
             ),
             TrainConfig(seq_len=32, batch_size=4, steps=4, seed=0, learning_rate=0.02),
             log=lambda _m: None,
@@ -141,7 +164,8 @@ def test_metrical_savedmodel_generates_like_in_process(metrical_models, tmp_path
     from musicseq.modeldir import load_model_dir
     from musicseq.sampling import generate
 
-    model, config, vocab = load_model_dir(metrical_models["gru"])
+    model, config, vocab = load_model_dir(metrical_models["transformer"])
+    assert config.tonal
     path = export_savedmodel(model, config, vocab, tmp_path / "sm", grammar=False)
     sample = SampleConfig(num=3, max_len=80, temperature=0.9, seed=3)
     expected = generate(model, config, vocab, sample)
@@ -159,6 +183,11 @@ def test_a_metrical_model_needs_its_characters():
 
     with pytest.raises(ValueError, match="characters"):
         build_model(ModelConfig(kind="gru", units=8, vocab_size=10, metrical=True))
+
+
+def test_tonal_inputs_need_the_metrical_ones():
+    with pytest.raises(ValueError, match="--metrical"):
+        ModelConfig(kind="gru", units=8, vocab_size=10, tonal=True).validate()
 
 
 def test_metrical_model_generates_constrained_tunes(metrical_models):

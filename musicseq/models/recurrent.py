@@ -38,7 +38,7 @@ def build_recurrent(config: ModelConfig, chars=None) -> keras.Model:
     ids = keras.Input(shape=(None,), dtype="int32", name="ids")
     if chars is not None:
         embedding = MetricalEmbedding(
-            config.vocab_size, config.embedding_dim, chars, name="embedding"
+            config.vocab_size, config.embedding_dim, chars, config.tonal, name="embedding"
         )
     else:
         embedding = keras.layers.Embedding(

@@ -44,6 +44,7 @@ class TokenAndPosition(keras.layers.Layer):
         context: int,
         positional: str = "sinusoidal",
         chars=None,
+        tonal: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -54,6 +55,7 @@ class TokenAndPosition(keras.layers.Layer):
         self.context = context
         self.positional = positional
         self.chars = list(chars) if chars is not None else None  # metrical: packed ids
+        self.tonal = tonal
 
     def build(self, input_shape):
         # Unit-variance token vectors: the sinusoidal table has entries of size ~0.7, and token
@@ -73,7 +75,8 @@ class TokenAndPosition(keras.layers.Layer):
         else:
             self.positions = ops.convert_to_tensor(sinusoid_table(self.context, self.dim))
         if self.chars is not None:
-            add_metrical_weights(self, self.dim, keras.initializers.RandomNormal(stddev=1.0))
+            init = keras.initializers.RandomNormal(stddev=1.0)
+            add_metrical_weights(self, self.dim, init, self.tonal)
 
     def call(self, ids, start=0):
         length = ops.shape(ids)[-1]
@@ -94,6 +97,7 @@ class TokenAndPosition(keras.layers.Layer):
                 "positional": self.positional,
                 "chars": self.chars,
             }
+            | ({"tonal": True} if self.tonal else {})
         )
         return config
 
@@ -330,6 +334,7 @@ def build_transformer(config: ModelConfig, chars=None) -> keras.Model:
         config.context,
         config.positional,
         chars=chars,
+        tonal=config.tonal,
         name="embedding",
     )(ids)
     for i in range(config.num_layers):
