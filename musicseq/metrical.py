@@ -99,8 +99,8 @@ class MeterClock:
             "letter": "".join(chr(c) for c in range(65, 91))
             + "".join(chr(c) for c in range(97, 123)),
             "field": _FIELD_LETTERS,
+            "upper_note": "ABCDEFG",
         }
-        classes["upper_note"] = "ABCDEFG"
         self._cls = {k: tf.constant(_table(v)) for k, v in classes.items()}
         fld = np.zeros(128, np.float32)
         for c, v in _FIELD_CODES.items():

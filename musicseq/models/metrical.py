@@ -10,11 +10,9 @@ from keras import ops
 from musicseq.metrical import NUM_BARS, NUM_DEGREES, NUM_POSITIONS, NUM_TONICS, unpack
 
 
-def add_metrical_weights(
-    layer: keras.layers.Layer, dim: int, initializer, tonal: bool = False
-) -> None:
+def add_metrical_weights(layer: keras.layers.Layer, dim: int, initializer) -> None:
     """Give ``layer`` the tables ``metre_positions`` (NUM_POSITIONS, dim) and ``metre_bars``
-    (NUM_BARS, dim); with ``tonal`` also ``tonal_tonics`` (NUM_TONICS, dim) and
+    (NUM_BARS, dim); when ``layer.tonal``, also ``tonal_tonics`` (NUM_TONICS, dim) and
     ``tonal_degrees`` (NUM_DEGREES, dim)."""
     layer.metre_positions = layer.add_weight(
         shape=(NUM_POSITIONS, dim), initializer=initializer, name="metre_positions"
@@ -22,8 +20,7 @@ def add_metrical_weights(
     layer.metre_bars = layer.add_weight(
         shape=(NUM_BARS, dim), initializer=initializer, name="metre_bars"
     )
-    layer.tonal = tonal
-    if tonal:
+    if layer.tonal:
         # Small at the start: added at the tokens' unit scale (the Transformer's) they are
         # noise the model must first learn away -- a first run so started trailed the
         # metrical model's validation loss by ~0.06 nats/char from step 260 to 1,040.
@@ -64,7 +61,7 @@ class MetricalEmbedding(keras.layers.Layer):
         self.embeddings = self.add_weight(
             shape=(self.vocab_size, self.dim), initializer=init, name="embeddings"
         )
-        add_metrical_weights(self, self.dim, init, self.tonal)
+        add_metrical_weights(self, self.dim, init)
 
     def call(self, packed):
         return embed_packed(self, packed, self.embeddings, self.vocab_size)
@@ -75,7 +72,11 @@ class MetricalEmbedding(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"vocab_size": self.vocab_size, "dim": self.dim, "chars": self.chars}
-            | ({"tonal": True} if self.tonal else {})
+            {
+                "vocab_size": self.vocab_size,
+                "dim": self.dim,
+                "chars": self.chars,
+                "tonal": self.tonal,
+            }
         )
         return config

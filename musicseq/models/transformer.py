@@ -75,8 +75,7 @@ class TokenAndPosition(keras.layers.Layer):
         else:
             self.positions = ops.convert_to_tensor(sinusoid_table(self.context, self.dim))
         if self.chars is not None:
-            init = keras.initializers.RandomNormal(stddev=1.0)
-            add_metrical_weights(self, self.dim, init, self.tonal)
+            add_metrical_weights(self, self.dim, keras.initializers.RandomNormal(stddev=1.0))
 
     def call(self, ids, start=0):
         length = ops.shape(ids)[-1]
@@ -96,8 +95,8 @@ class TokenAndPosition(keras.layers.Layer):
                 "context": self.context,
                 "positional": self.positional,
                 "chars": self.chars,
+                "tonal": self.tonal,
             }
-            | ({"tonal": True} if self.tonal else {})
         )
         return config
 
