@@ -148,7 +148,13 @@ class CausalSelfAttention(keras.layers.Layer):
         self.num_heads = num_heads
         self.key_dim = key_dim
         self.dropout = dropout
-        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+        # One dropout mask over the attention weights for the whole batch (each head and
+        # query its own): tensor2tensor's ``attention_dropout_broadcast_dims``. Drawing a mask
+        # per sequence cost about a quarter of a training step of the default Transformer on
+        # CPU (16 x 8 x 512 x 512 random numbers per layer; docs/benchmarks.md).
+        self.dropout_layer = keras.layers.Dropout(
+            dropout, noise_shape=(1, None, None, None), dtype=self.dtype_policy
+        )
 
     def build(self, input_shape):
         dim = input_shape[-1]
@@ -182,9 +188,10 @@ class CausalSelfAttention(keras.layers.Layer):
     def attention_weights(self, x):
         """Causal attention weights ``(batch, heads, time, time)``, keys and values."""
         q, k, v = self._heads(ops.matmul(x, self._w(self.qkv_kernel)) + self._w(self.qkv_bias))
-        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) / math.sqrt(
-            self.key_dim
-        )  # (b, h, t, t)
+        # Scaling the queries (t x d_k) rather than the scores (t x t) saves a pass over the
+        # layer's largest tensor.
+        q = q * ops.cast(1.0 / math.sqrt(self.key_dim), q.dtype)
+        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2)))  # (b, h, t, t)
         time = ops.shape(x)[1]
         causal = ops.tril(ops.ones((time, time), dtype="bool"))
         scores = ops.where(causal[None, None], scores, ops.cast(-1e9, scores.dtype))
