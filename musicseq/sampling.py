@@ -520,7 +520,9 @@ class Sampler:
         import tensorflow as tf
 
         prime = tf.constant(prime_ids, tf.int32)
-        num_t = tf.constant(num, tf.int32)
+        # One stream is traced on its own (the Transformer then keeps its cache in one block:
+        # models.transformer.cache_blocks); any other number shares one trace.
+        num_t = 1 if num == 1 else tf.constant(num, tf.int32)
         total = len(prime_ids) - 1 + max_len
         carry = self._start_compiled(prime, num_t, params)
         pieces, step, chars = [], 0, 0

@@ -76,7 +76,8 @@ def measure_positions(streams: int) -> dict:
     initial_state, step = step_function(model, config)
     step = tf.function(step)
     tokens = tf.fill([streams], 5)
-    state = initial_state(tf.constant(streams))
+    # As the sampler passes it: one stream as the Python int 1, more as a tensor.
+    state = initial_state(streams if streams == 1 else tf.constant(streams))
     out, position = {}, 0
     logits, state = step(tokens, state)  # trace
     position = 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -33,8 +34,14 @@ CONFIGS = {  # name: (model config overrides, batch, sequence length)
         8,
         512,
     ),
+    # `make train`'s Transformer as it trains: batch 16, dropout 0.1.
+    "transformer_train": (
+        dict(kind="transformer", units=256, num_layers=4, num_heads=8, context=512, dropout=0.1),
+        16,
+        512,
+    ),
 }
-TORCH_PEERS = ("lstm512", "lstm1024", "gru512", "transformer")
+TORCH_PEERS = ("lstm512", "lstm1024", "gru512", "transformer", "transformer_train")
 PLAIN = {"lstm512": "LSTM", "lstm1024": "LSTM", "gru512": "GRU"}
 
 KERAS_RUN = textwrap.dedent(
@@ -79,7 +86,7 @@ TORCH_RUN = textwrap.dedent(
     """
     import json, math, resource, sys, time
     import torch
-    kind, units, embedding, heads, layers, batch, seq, steps, warmup = json.loads(sys.argv[1])
+    kind, units, embedding, heads, layers, dropout, batch, seq, steps, warmup = json.loads(sys.argv[1])
     torch.manual_seed(0)
     class Recurrent(torch.nn.Module):
         def __init__(self, cell):
@@ -100,7 +107,8 @@ TORCH_RUN = textwrap.dedent(
             table = torch.zeros(seq, units)
             table[:, 0::2], table[:, 1::2] = torch.sin(position * rate), torch.cos(position * rate)
             self.register_buffer("positions", table)
-            block = torch.nn.TransformerEncoderLayer(units, heads, 4 * units, dropout=0.0,
+            # PyTorch's dropout also acts after the MLP's activation (musicseq's does not).
+            block = torch.nn.TransformerEncoderLayer(units, heads, 4 * units, dropout=dropout,
                 activation="gelu", batch_first=True, norm_first=True)
             self.blocks = torch.nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
             self.norm = torch.nn.LayerNorm(units)
@@ -182,11 +190,27 @@ def torch_payload(overrides, batch, seq, steps, warmup):
         overrides.get("embedding_dim", 64),
         overrides.get("num_heads", 4),
         overrides.get("num_layers", 1),
+        overrides.get("dropout", 0.0),
         batch,
         seq,
         steps,
         warmup,
     ]
+
+
+def kept_rows() -> dict[str, str]:
+    """The table rows already in docs/benchmarks.md, by configuration: a run with ``--only``
+    replaces its own rows and keeps the others."""
+    from _bench import BENCHMARKS
+
+    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else ""
+    section = re.search(r"<!-- bench_train:start -->(.*?)<!-- bench_train:end -->", text, re.S)
+    rows = {}
+    for line in section.group(1).splitlines() if section else []:
+        name = line[2:].split(" ", 1)[0] if line.startswith("| ") else ""
+        if name in CONFIGS:
+            rows[name] = line
+    return rows
 
 
 def main() -> None:
@@ -239,6 +263,7 @@ def main() -> None:
         "| configuration | musicseq | plain Keras layer | PyTorch | musicseq / Keras | musicseq / PyTorch | musicseq CPU user+sys | PyTorch CPU user+sys | peak MB |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    rows = kept_rows()
     for name in args.only:
         _, batch, seq = CONFIGS[name]
         got = results[name]
@@ -258,8 +283,10 @@ def main() -> None:
             sys_ = statistics.median(r["sys"] for r in runs)
             return f"{user:.2f} + {sys_:.2f}"
 
-        lines.append(
-            f"| {name} (batch {batch}, seq {seq}) | {spread(speed['musicseq'])} | "
+        dropout = CONFIGS[name][0].get("dropout")
+        rows[name] = (
+            f"| {name} (batch {batch}, seq {seq}{f', dropout {dropout}' if dropout else ''}) | "
+            f"{spread(speed['musicseq'])} | "
             + (spread(speed["keras"]) if speed["keras"] else "—")
             + " | "
             + (
@@ -270,8 +297,15 @@ def main() -> None:
             + f" | {ratio('keras')} | {ratio('torch')} | {cpu('musicseq')} | {cpu('torch')} | "
             + f"{statistics.median(r['peak_mb'] for r in got['musicseq']):,.0f} |"
         )
+    lines += [rows[name] for name in CONFIGS if name in rows]
+    earlier = [name for name in rows if name not in args.only]
     lines += [
         "",
+        *(
+            [f"Rows {', '.join(earlier)}: from an earlier run of this script (not run this time)."]
+            if earlier
+            else []
+        ),
         f"tf.data training pipeline alone (batch 32 × 100, default corpus): {pipeline:,.0f} tokens/s.",
     ]
     write_section("bench_train", "\n".join(lines))

@@ -187,6 +187,26 @@ def test_transformer_step_attends_over_filled_blocks_like_the_full_pass():
         np.testing.assert_allclose(fast.numpy(), logits[:, t], atol=1e-4)
 
 
+def test_transformer_single_stream_keeps_one_block_and_the_same_logits():
+    # One stream (the Python int 1, as the sampler passes it) keeps its cache in one block of the
+    # whole context, through a slide past the context too: the logits are the other layout's.
+    config = _config("transformer", context=128)
+    model = build_model(config)
+    ids = np.random.default_rng(6).integers(0, 11, size=(1, 140)).astype(np.int32)
+    initial_state, step = step_function(model, config)
+    single, blocked = initial_state(1), initial_state(np.int32(1))
+    assert [len(layer[0]) for layer in single[0]] == [1] * config.num_layers
+    assert [len(layer[0]) for layer in blocked[0]] == [2] * config.num_layers
+    for t in range(140):
+        one, single = step(ids[:, t], single)
+        two, blocked = step(ids[:, t], blocked)
+        np.testing.assert_allclose(one.numpy(), two.numpy(), atol=1e-4)
+    assert [len(layer[0]) for layer in single[0]] == [1] * config.num_layers
+    # The slide at t = 128 re-encoded tokens 64..127 at positions 0..63: token 139 sits at
+    # position 75 of ids[64:140].
+    np.testing.assert_allclose(one.numpy(), model(ids[:, 64:140]).numpy()[:, -1], atol=1e-4)
+
+
 def test_transformer_slides_past_its_context():
     config = _config("transformer", context=8)
     model = build_model(config)

@@ -108,17 +108,21 @@ ATTENTION_BLOCK = 64
 
 def cache_blocks(batch, heads, context, key_dim, dtype):
     """An empty key or value cache: a list of zero blocks ``(batch, heads, size, key_dim)``
-    whose sizes add up to ``context`` (blocks of :data:`ATTENTION_BLOCK`, the last shorter)."""
-    sizes = [min(ATTENTION_BLOCK, context - start) for start in range(0, context, ATTENTION_BLOCK)]
+    whose sizes add up to ``context`` (blocks of :data:`ATTENTION_BLOCK`, the last shorter).
+
+    A single stream (``batch`` the Python int 1) gets one block of the whole context: its step
+    is all per-operation overhead, which the block bookkeeping (a branch per layer) adds to,
+    and reading 512 slots instead of 64 costs it nothing measurable (docs/benchmarks.md)."""
+    block = context if isinstance(batch, int) and batch == 1 else ATTENTION_BLOCK
+    sizes = [min(block, context - start) for start in range(0, context, block)]
     return [ops.zeros((batch, heads, size, key_dim), dtype) for size in sizes]
 
 
-def split_blocks(cache):
-    """A whole ``(batch, heads, context, key_dim)`` cache as the list :func:`cache_blocks` gives."""
-    context = cache.shape[2]
-    return [
-        cache[:, :, start : start + ATTENTION_BLOCK] for start in range(0, context, ATTENTION_BLOCK)
-    ]
+def split_like(cache, blocks):
+    """A whole ``(batch, heads, context, key_dim)`` cache cut as ``blocks`` (a list from
+    :func:`cache_blocks`) is cut."""
+    edges = _block_edges(blocks)
+    return [cache[:, :, start:end] for start, end in zip(edges[:-1], edges[1:])]
 
 
 def _block_edges(blocks) -> list[int]:
@@ -253,9 +257,12 @@ class CausalSelfAttention(keras.layers.Layer):
 
             return branch
 
-        context, cache_k, cache_v = ops.switch(
-            current, [write_and_attend(j) for j in range(len(cache_k))]
-        )
+        if len(cache_k) == 1:  # one block: no branch to take
+            context, cache_k, cache_v = write_and_attend(0)()
+        else:
+            context, cache_k, cache_v = ops.switch(
+                current, [write_and_attend(j) for j in range(len(cache_k))]
+            )
         return self._merge(context), cache_k, cache_v
 
     def get_config(self):
@@ -378,15 +385,15 @@ def transformer_step(model: keras.Model, config: ModelConfig):
         buffer = tf.zeros(tf.stack([batch, context]), tf.int32)
         return [caches, buffer, tf.constant(0)]
 
-    def prefill(buffer):
+    def prefill(buffer, like):
         # Re-encode the last `keep` tokens at positions 0..keep-1; later positions stay masked.
         recent = buffer[:, context - keep :]
         x = embed(recent)
         caches = []
         pad = [[0, 0], [0, 0], [0, context - keep], [0, 0]]
-        for block in blocks:
+        for block, (old_k, old_v) in zip(blocks, like):
             x, k, v = block(x, return_kv=True)
-            caches.append([split_blocks(tf.pad(k, pad)), split_blocks(tf.pad(v, pad))])
+            caches.append([split_like(tf.pad(k, pad), old_k), split_like(tf.pad(v, pad), old_v)])
         shifted = tf.concat([recent, tf.zeros_like(buffer[:, keep:])], axis=1)
         return caches, shifted
 
@@ -394,7 +401,7 @@ def transformer_step(model: keras.Model, config: ModelConfig):
         caches, buffer, position = state
         caches, buffer, position = tf.cond(
             position >= context,
-            lambda: (*prefill(buffer), tf.constant(keep)),
+            lambda: (*prefill(buffer, caches), tf.constant(keep)),
             lambda: (caches, buffer, position),
         )
         here = tf.equal(tf.range(context), position)[None, :]
