@@ -46,8 +46,8 @@ system-deps:
 demo: setup
 	$(MUSICSEQ) generate $(SHIPPED) --num 4 --seed 7 --temperature 0.9 --constrain --form AABB --render --html --out out/demo
 
-# Reproduces the shipped default model, a Transformer with metrical inputs (74 minutes on this
-# 2-core CPU, ~3,400 characters/s; a step budget, so the same steps on any machine; re-running
+# Reproduces the shipped default model, a Transformer with metrical and tonal inputs (70 minutes
+# on this 2-core CPU, ~3,600 characters/s; a step budget, so the same steps on any machine; re-running
 # after an interruption resumes from its checkpoint) into models/folk-transformer, which
 # `musicseq generate folk-transformer` then finds before the shipped one;
 # `make train OUT=saved_models/folk-transformer` replaces the shipped model itself.
@@ -57,7 +57,7 @@ train: setup
 	$(MUSICSEQ) train --model transformer --units 256 --layers 4 --heads 8 --context 512 \
 		--seq-len 512 --batch-size 16 --embedding-dim 64 --dropout 0.1 --learning-rate 1.5e-3 \
 		--lr-schedule cosine --warmup-steps 100 --steps 1800 --steps-per-epoch 150 \
-		--save-every 150 --seed 2026 --metrical --out $(or $(OUT),models/folk-transformer) --quiet
+		--save-every 150 --seed 2026 --metrical --tonal --out $(or $(OUT),models/folk-transformer) --quiet
 	# Its own sampling settings, measured by scripts/sampling_sweep.py (docs/form.md).
 	$(PY) scripts/sampling_sweep.py $(or $(OUT),models/folk-transformer) \
 		--set free top_p=0.9 --set constrained repeat_bias=0.875
