@@ -280,7 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(with --render) and ABC text; works offline",
     )
     p.add_argument(
-        "--quiet", action="store_true", help="no progress line (tunes done, chars/s, time left)"
+        "--quiet",
+        action="store_true",
+        help="no progress line (tunes done, characters/s, time left)",
     )
 
     p = _command(
@@ -303,7 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--constrain", action="store_true", help="also generate with constrained decoding"
     )
     p.add_argument(
-        "--quiet", action="store_true", help="no progress line (tunes done, chars/s, time left)"
+        "--quiet",
+        action="store_true",
+        help="no progress line (tunes done, characters/s, time left)",
     )
 
     p = _command(
@@ -464,7 +468,8 @@ def cmd_generate(args) -> int:
     loaded = api.load_model(model)
     from musicseq.progress import Progress
 
-    reporter = None if args.quiet else Progress("generating")
+    unit = "characters" if loaded.vocab.kind == "chars" else "tokens"
+    reporter = None if args.quiet else Progress("generating", unit=unit)
     tunes = api.generate(
         loaded,
         constrain=args.constrain,

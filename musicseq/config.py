@@ -21,6 +21,7 @@ LR_SCHEDULES = ("constant", "cosine")
 JIT_COMPILE = ("auto", "on", "off")
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+TOKEN_KINDS = ("chars", "abc")  # musicseq.vocab.Vocab's kinds
 BARS_PER_PART = (8, 16)
 CADENCES = ("tonic", "none")
 AUDIO_FORMATS = ("wav", "flac", "ogg", "mp3")
@@ -155,6 +156,12 @@ class TrainConfig:
         "keys of its mode (musicseq.notation.transpose)",
         metavar="COPIES",
     )
+    tokens: str = option(
+        "chars",
+        "what one input id stands for: a character, or a musical ABC token (a note with its "
+        "length, a bar line, a header line…; musicseq.notation.tokens)",
+        choices=TOKEN_KINDS,
+    )
     save_every: int = option(200, "steps between resumable checkpoints (and every epoch end)")
     strategy: str = option("auto", "tf.distribute strategy", choices=STRATEGIES)
     precision: str = option(
@@ -191,6 +198,7 @@ class TrainConfig:
         if not isinstance(self.seed, int) or not -(2**31) <= self.seed < 2**31:
             raise ValueError(f"seed must fit in 32 bits, got {self.seed!r}")
         _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_choice("tokens", self.tokens, TOKEN_KINDS)
         _check_choice("jit-compile", self.jit_compile, JIT_COMPILE)
         _check_choice("precision", self.precision, PRECISIONS)
 
@@ -200,7 +208,9 @@ class SampleConfig:
     """How to generate."""
 
     num: int = option(4, "tunes generated together, as one batch")
-    max_len: int = option(1200, "characters per tune at most (hard cap 100000)")
+    max_len: int = option(
+        1200, "characters (tokens, for an ABC-token model) per tune at most (hard cap 100000)"
+    )
     temperature: float = option(1.0, "logits are divided by this")
     top_k: int = option(0, "sample among the k likeliest characters (0: all)")
     top_p: float = option(1.0, "nucleus sampling: smallest set with this much probability")

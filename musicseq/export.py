@@ -95,20 +95,33 @@ def build_archive(model, model_config, vocab: Vocab, grammar: bool = True):
     from musicseq.sampling import sampler_for
 
     sampler = sampler_for(model, model_config, vocab)
+    grammar = grammar and vocab.kind == "chars"  # the grammar writes characters
     try:
         # Full look-ahead: the prime is only known when the SavedModel is called.
         grammar = sampler.graph_grammar(full_lookahead=True) if grammar else None
     except GrammarError:  # a vocabulary that cannot write a tune: constrain is refused
         grammar = None
     tables = [_word_table(grammar.meter_words), _word_table(grammar.key_words)] if grammar else []
-    id_to_char = tf.constant([""] * len(RESERVED) + vocab.chars)  # reserved tokens print as ""
-    table = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(
-            tf.constant(vocab.chars, tf.string),
-            tf.range(len(RESERVED), len(vocab), dtype=tf.int32),
-        ),
-        default_value=UNK,
-    )
+    id_to_text = tf.constant([""] * len(RESERVED) + vocab.tokens)  # reserved ids print as ""
+    if vocab.kind == "chars":
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(vocab.chars, tf.string),
+                tf.range(len(RESERVED), len(vocab), dtype=tf.int32),
+            ),
+            default_value=UNK,
+        )
+
+        def encode(text):  # a string, or a [batch] vector of them (ragged ids)
+            return table.lookup(tf.strings.unicode_split(text, "UTF-8"))  # as vocab.encode
+    else:
+        from musicseq import tokenize_graph
+
+        table = None
+        tokenize_graph.encode(tf.constant(""), vocab)  # eagerly: checks the fingerprints
+
+        def encode(text):
+            return tokenize_graph.encode(text, vocab)
 
     @tf.function(
         input_signature=[
@@ -141,9 +154,20 @@ def build_archive(model, model_config, vocab: Vocab, grammar: bool = True):
             tf.debugging.assert_less_equal(top_p, 1.0, message="top_p must be in (0, 1]"),
         ]
         with tf.control_dependencies(checks):
-            prime_ids = tf.concat([[EOT], table.lookup(tf.strings.bytes_split(prime))], axis=0)
+            prime_ids = tf.concat([[EOT], encode(prime)], axis=0)
         max_len = tf.minimum(max_len, MAX_LEN)
         params = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
+        head = prime
+        if vocab.kind != "chars":  # token healing, as sampling.heal_prime
+            pieces = tokenize_graph.split(prime, vocab)
+            tail = tf.concat([[""], pieces], axis=0)[-1]  # "" for an empty prime
+            prime_ids = prime_ids[: tf.maximum(tf.size(pieces), 1)]  # EOT, all but the last
+            width = tf.strings.length(tail, unit="UTF8_CHAR")
+            starts = tf.strings.substr(id_to_text, 0, width, unit="UTF8_CHAR")
+            params["heal"] = tf.equal(starts, tail) & (tf.range(len(vocab)) >= len(RESERVED))
+            params["heal_at"] = tf.size(prime_ids) - 1
+            keep = tf.strings.length(prime, unit="UTF8_CHAR") - width
+            head = tf.strings.substr(prime, 0, keep, unit="UTF8_CHAR")
         constrain = controls[0]
 
         def free():
@@ -190,23 +214,26 @@ def build_archive(model, model_config, vocab: Vocab, grammar: bool = True):
 
         ids = tf.cond(constrain, constrained, free)  # (num_tunes, steps)
         ended = tf.cumsum(tf.cast(tf.equal(ids, EOT), tf.int32), axis=1) > 0  # at or after EOT
-        text = tf.strings.reduce_join(tf.gather(id_to_char, tf.where(ended, PAD, ids)), axis=1)
-        return {"tunes": prime + text}
+        text = tf.strings.reduce_join(tf.gather(id_to_text, tf.where(ended, PAD, ids)), axis=1)
+        return {"tunes": head + text}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")], autograph=False)
     def score(text):
-        ids = table.lookup(tf.strings.bytes_split(text))  # ragged (batch, chars)
+        ids = encode(text)  # ragged (batch, tokens)
         edge = tf.RaggedTensor.from_tensor(tf.fill([tf.shape(text)[0], 1], EOT))
         ids = tf.concat([edge, ids, edge], axis=1)  # EOT tune EOT
         lengths = tf.cast(ids.row_lengths(), tf.int32)
         nats = sampler.score_ids.python_function(ids.to_tensor(PAD), lengths)
-        return {"nats_per_char": nats / tf.cast(tf.maximum(lengths - 1, 1), tf.float32)}
+        # Per character whatever the tokens: the tune's characters and its end (as evaluate).
+        chars = tf.strings.length(text, unit="UTF8_CHAR") + 1
+        return {"nats_per_char": nats / tf.cast(chars, tf.float32)}
 
     archive = keras.export.ExportArchive()
     # Not archive.track(model): the endpoints already capture every variable they use, and
     # tracking the model as well wrote each weight twice (Keras variables and the tf.Variables
     # inside them), doubling the SavedModel.
-    archive.track(table)
+    if table is not None:
+        archive.track(table)
     for extra in tables:  # the meter and key tables of constrained decoding
         archive.track(extra)
     archive.add_endpoint("generate", generate)

@@ -1,4 +1,4 @@
-"""A one-line progress report for long generation runs: tunes done, characters per second,
+"""A one-line progress report for long generation runs: tunes done, characters (or tokens) per second,
 time left. Pure Python (no TensorFlow); the library takes it as a ``progress`` callback and
 the CLI passes one unless ``--quiet``."""
 
@@ -23,9 +23,15 @@ class Progress:
     """
 
     def __init__(
-        self, label: str = "generating", stream=None, every: float = 10.0, after: float = 2.0
+        self,
+        label: str = "generating",
+        stream=None,
+        every: float = 10.0,
+        after: float = 2.0,
+        unit: str = "characters",
     ):
         self.label = label
+        self.unit = unit  # what the loop counts: characters, or an ABC-token model's tokens
         self.stream = stream or sys.stderr
         self.every = every
         self.after = after
@@ -40,8 +46,8 @@ class Progress:
         elapsed = max(now - self.started, 1e-9)
         left = elapsed / max(step, 1) * (total - step) if done < num else 0.0
         self.line = (
-            f"{self.label}: {done}/{num} tunes done, {chars:,} characters, "
-            f"{chars / elapsed:,.0f} chars/s, {_clock(elapsed)} elapsed, "
+            f"{self.label}: {done}/{num} tunes done, {chars:,} {self.unit}, "
+            f"{chars / elapsed:,.0f} {self.unit}/s, {_clock(elapsed)} elapsed, "
             f"at most {_clock(left)} left"
         )
         if elapsed < self.after:

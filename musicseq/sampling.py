@@ -29,7 +29,7 @@ import weakref
 
 from musicseq.config import SampleConfig
 from musicseq.errors import UserError
-from musicseq.vocab import EOT, PAD, UNK, Vocab
+from musicseq.vocab import EOT, PAD, RESERVED, UNK, Vocab
 
 NEG_INF = float("-inf")
 
@@ -140,6 +140,45 @@ class TopP(LogitsProcessor):
 
     def __call__(self, logits, state):
         return top_p_filter(logits, self.p)
+
+
+class HealPrime(LogitsProcessor):
+    """Token healing for an ABC-token model: the prime's last token was taken back, and the
+    first sampled token must begin with its text (``allowed``: a ``(vocab,)`` bool mask).
+
+    Without it a prime that stops inside a longer token (``…|:G`` where the training texts
+    wrote ``G2``) feeds the model a split it never saw. The state counts loop steps; the
+    mask applies at step ``at``, the first one that samples."""
+
+    def __init__(self, allowed, at):
+        self.allowed, self.at = allowed, at
+
+    def initial(self, num):
+        import tensorflow as tf
+
+        return tf.constant(0)
+
+    def __call__(self, logits, state):
+        import tensorflow as tf
+
+        healed = tf.where(self.allowed[None, :], logits, NEG_INF)
+        return tf.where(tf.equal(state, self.at), healed, logits)
+
+    def advance(self, state, tokens, step):
+        return step + 1
+
+
+def heal_prime(prime: str, vocab: Vocab) -> tuple[str, list[int], list[bool]]:
+    """``(head, prime ids, allowed)`` for token healing (:class:`HealPrime`): ``head`` is the
+    prime without its last token, ``prime ids`` are ``EOT`` and the head's tokens (greedy
+    matching gives the head the same tokens it had in the prime), ``allowed`` marks the
+    tokens that begin with the last token's text (all of them for an empty prime; never a
+    reserved id)."""
+    tokens = vocab.split(prime)
+    tail = tokens[-1] if tokens else ""
+    ids = [EOT] + vocab.encode(prime)[: len(tokens) - 1]
+    allowed = [False] * len(RESERVED) + [t.startswith(tail) for t in vocab.tokens]
+    return prime[: len(prime) - len(tail)], ids, allowed
 
 
 class GrammarMask(LogitsProcessor):
@@ -457,6 +496,8 @@ class Sampler:
             chain.append(GrammarMask(grammar, params["grammar"], params["close_step"]))
         else:
             chain.append(MaskReserved())
+        if "heal" in params:
+            chain.append(HealPrime(params["heal"], params["heal_at"]))
         chain += [TopK(params["top_k"]), TopP(params["top_p"])]
         return chain
 
@@ -591,7 +632,7 @@ _SAMPLERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def sampler_for(model, model_config, vocab: Vocab | None = None) -> Sampler:
     """The :class:`Sampler` of a model, made once per model (its loops are traced once)."""
-    key = (model_config, tuple(vocab.chars) if vocab is not None else None)
+    key = (model_config, (vocab.kind, tuple(vocab.tokens)) if vocab is not None else None)
     per_model = _SAMPLERS.setdefault(model, {})
     if key not in per_model:
         per_model[key] = Sampler(model, model_config, vocab)
@@ -739,7 +780,17 @@ def generate(
     sampler = sampler or sampler_for(model, model_config, vocab)
     prime_ids = [EOT] + vocab.encode(config.prime)  # every training tune follows an EOT
     params = _params(config)
+    head = config.prime
+    if vocab.kind != "chars":  # token healing: the prime's last token is sampled again
+        head, prime_ids, allowed = heal_prime(config.prime, vocab)
+        params["heal"] = tf.constant(allowed)
+        params["heal_at"] = tf.constant(len(prime_ids) - 1)
     grammars = []
+    if constrain and vocab.kind != "chars":
+        raise UserError(
+            f"constrained decoding writes characters; this model reads {vocab.kind!r} tokens "
+            "(train it with --tokens chars, or sample without --constrain)"
+        )
     if constrain:
         from musicseq.grammar_graph import needs_full_lookahead
         from musicseq.notation.grammar import GrammarError, TuneGrammar
@@ -773,7 +824,7 @@ def generate(
         if config.repeat_bias:
             params["repeat_bias"] = tf.constant(config.repeat_bias, tf.float32)
     ids = sampler.run(prime_ids, config.num, config.max_len, params, progress)
-    texts = [config.prime + vocab.decode(row) for row in ids]
+    texts = [head + vocab.decode(row) for row in ids]
     if not constrain:
         return texts
     out = []

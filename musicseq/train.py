@@ -136,13 +136,30 @@ class RunState:
         return cls(**json.loads(text))
 
 
-def describe_epoch(epoch: int, logs: dict) -> str:
-    parts = [f"epoch {epoch + 1}: train {logs.get('loss', float('nan')):.4f} nats/char"]
+def describe_epoch(epoch: int, logs: dict, unit: str = "char") -> str:
+    """One line per epoch; ``unit`` is what one id stands for (``char`` or ``token``)."""
+    parts = [f"epoch {epoch + 1}: train {logs.get('loss', float('nan')):.4f} nats/{unit}"]
     if "val_loss" in logs:
         val = logs["val_loss"]
-        parts.append(f"validation {val:.4f} nats/char ({val / math.log(2):.4f} bits/char)")
+        parts.append(f"validation {val:.4f} nats/{unit} ({val / math.log(2):.4f} bits/{unit})")
     parts.append(f"{logs['tokens_per_second']:.0f} tokens/s")
     return ", ".join(parts)
+
+
+def _with_new_defaults(saved: dict, settings: dict) -> dict:
+    """``saved`` settings with the config fields added since it was written (absent from it)
+    taken from ``settings`` when they hold their defaults: such a run resumes unchanged."""
+    defaults = {"model": to_dict(ModelConfig()), "train": to_dict(TrainConfig())}
+    out = dict(saved)
+    for section, fields in defaults.items():
+        if isinstance(saved.get(section), dict) and isinstance(settings.get(section), dict):
+            new = {
+                k: v
+                for k, v in settings[section].items()
+                if k not in saved[section] and k in fields and v == fields[k]
+            }
+            out[section] = {**saved[section], **new}
+    return out
 
 
 class Checkpointer:
@@ -174,7 +191,7 @@ class Checkpointer:
                 optimizer = [data[f"o{i}"] for i in range(int(data["optimizer_count"]))]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise UserError(f"unreadable checkpoint {self.dir} ({exc}); restart the run") from exc
-        if state.settings != settings:
+        if _with_new_defaults(state.settings, settings) != settings:
             raise UserError(
                 f"{self.dir} holds a checkpoint of a run with other settings; "
                 "run again with the same settings, or restart the run"
@@ -317,7 +334,9 @@ def _report_callback(train_config, tokens_per_step, log, checkpointer, state, cl
                 _restore_best(self.model, checkpointer)  # the best weights are kept at the end
             state.elapsed = clock()
             checkpointer.save(self.model, state)
-            self.pending = describe_epoch(epoch, logs)
+            self.pending = describe_epoch(
+                epoch, logs, "char" if train_config.tokens == "chars" else "token"
+            )
             self.model.stop_training = True  # one epoch per fit call (see _run_budget)
 
         def _early_stopping(self, val_loss):
@@ -471,6 +490,10 @@ def train(
         log(f"fine-tuning {base.name} ({base.path}): its model settings and vocabulary are kept")
     elif model_config is None:
         raise ValueError("train() needs a model_config, or init_from to fine-tune a model")
+    if base is not None:  # its vocabulary, and so its kind of tokens
+        train_config = dataclasses.replace(train_config, tokens=base.vocab.kind)
+    elif model_config.metrical and train_config.tokens != "chars":
+        raise UserError("metrical inputs are read from characters: --metrical needs --tokens chars")
     if model_config.kind == "transformer" and train_config.seq_len != model_config.context:
         # A Transformer only generalises to positions it was trained on, and evaluation and
         # generation use its whole context: train on windows of exactly that length.
@@ -518,12 +541,13 @@ def train(
             log,
             initial_weights=base.model.get_weights() if base else None,
         )
+        unit = "characters" if prepared.vocab.kind == "chars" else "tokens"
         log(
             f"training {model_config.kind} ({model.count_params():,} parameters) on "
-            f"{prepared.texts} tunes / {len(prepared.train_stream):,} characters; vocabulary "
+            f"{prepared.texts} tunes / {len(prepared.train_stream):,} {unit}; vocabulary "
             f"{len(prepared.vocab)}; {type(strategy).__name__} with {replicas} replica(s): batch "
             f"{train_config.batch_size} per replica, {global_batch} global, x "
-            f"{train_config.seq_len} characters"
+            f"{train_config.seq_len} {unit}"
         )
         _run_budget(
             strategy,
@@ -603,7 +627,12 @@ def _prepare_data(
             "tunes"
         )
     if vocab is None:
-        vocab = Vocab.from_texts(train_texts)
+        vocab = Vocab.from_texts(train_texts, kind=train_config.tokens)
+        if vocab.kind != "chars":
+            log(
+                f"vocabulary: {len(vocab)} ids, {sum(len(t) > 1 for t in vocab.tokens)} of "
+                "them musical tokens of several characters"
+            )
     else:
         unseen = sorted({c for text in train_texts for c in text if c not in vocab})
         if unseen:
@@ -638,7 +667,7 @@ def _build_or_resume(
     settings = {
         "model": to_dict(model_config),
         "train": {k: v for k, v in to_dict(train_config).items() if k not in BUDGET_FIELDS},
-        "vocab": prepared.vocab.chars,
+        "vocab": prepared.vocab.tokens,
     }
     budget = {k: getattr(train_config, k) for k in BUDGET_FIELDS}
     epochs, per_epoch = plan_steps(train_config, prepared.steps_in_pass)
@@ -648,7 +677,8 @@ def _build_or_resume(
     if saved and state.budget != budget:
         _change_budget(state, budget, planned, train_config, checkpointer.dir)
     with strategy.scope():
-        model = build_model(model_config, chars=prepared.vocab.chars)
+        chars = prepared.vocab.chars if model_config.metrical else None
+        model = build_model(model_config, chars=chars)
         compile_model(model, train_config, state.planned_steps, model_config)
         model.optimizer.build(model.trainable_variables)
     if initial_weights is not None and not saved:

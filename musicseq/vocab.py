@@ -18,12 +18,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from musicseq import fileio
+from musicseq.config import TOKEN_KINDS
 from musicseq.notation.tokens import Tokenizer
 
 PAD, UNK, EOT = 0, 1, 2  # padding, unknown character, end of tune
 RESERVED = ("<pad>", "<unk>", "<eot>")
 MAX_VOCAB = 4096
-KINDS = ("chars", "abc")
+KINDS = TOKEN_KINDS
 
 
 class Vocab:

@@ -40,6 +40,7 @@ ROWS = {
     "metrical+dropout0.2": "--metrical --dropout 0.2",
     "metrical+small": "--metrical --units 192 --heads 6",
     "metrical+tonal": "--metrical --tonal",
+    "abc": "--tokens abc",
 }
 DESCRIBE = {
     "char": "characters only (the previous default)",
@@ -48,6 +49,7 @@ DESCRIBE = {
     "metrical+dropout0.2": "+ metrical, dropout 0.2",
     "metrical+small": "+ metrical, width 192",
     "metrical+tonal": "+ metrical, + tonal inputs (the key's tonic, the last note's degree)",
+    "abc": "musical ABC tokens instead of characters (no metrical inputs)",
 }
 
 

@@ -147,7 +147,7 @@ def test_progress_line_says_tunes_done_rate_and_time_left():
     lines = stream.getvalue().splitlines()
     assert len(lines) == 3
     assert re.match(
-        r"generating: 1/4 tunes done, 1,234 characters, [\d,]+ chars/s, .* left", lines[0]
+        r"generating: 1/4 tunes done, 1,234 characters, [\d,]+ characters/s, .* left", lines[0]
     )
     assert (
         lines[-1].startswith("generating: 4/4 tunes done, 2,000 characters")

@@ -121,7 +121,8 @@ def test_score_matches_held_out_loss(kind_models, tmp_path):
 
     model, config, vocab = load_model_dir(kind_models["lstm"])
     path = export_savedmodel(model, config, vocab, tmp_path / "sm", grammar=False)
-    texts = ["X:1\nT:a\nK:G\nABcd|dcBA|\n", "X:2\nK:D\nDEF|\n"]
+    # a character outside ASCII (and outside the vocabulary) is one character, as in Python
+    texts = ["X:1\nT:a\nK:G\nABcd|dcBA|\n", "X:2\nK:D\nDEF|\n", "X:3\nT:Café\nK:G\nAB|\n"]
     scores = (
         tf.saved_model.load(str(path))
         .signatures["score"](text=tf.constant(texts))["nats_per_char"]

@@ -221,6 +221,24 @@ def test_changed_budget(tmp_path, data_dir):
         _tiny(data, tmp_path / "cosine", steps=20, **cosine)
 
 
+def test_a_checkpoint_from_before_a_new_setting_resumes(tmp_path, data_dir):
+    # A run checkpointed by a musicseq without TrainConfig.tokens (its settings lack the
+    # field) resumes when the field holds its default; another value is another run.
+    data, out = data_dir / "three.abc", tmp_path / "m"
+    _tiny(data, out, steps=10, steps_per_epoch=5)
+    file = out / "checkpoint" / "checkpoint.npz"
+    with np.load(file) as saved:
+        arrays = dict(saved)
+    state = json.loads(str(arrays["state"]))
+    del state["settings"]["train"]["tokens"]
+    arrays["state"] = np.asarray(json.dumps(state))
+    np.savez(file, **arrays)
+    longer, messages = _tiny(data, out, steps=15, steps_per_epoch=5)
+    assert longer["steps"] == 15 and any("resuming from" in m for m in messages), messages
+    with pytest.raises(UserError, match="other settings"):
+        _tiny(data, out, steps=20, steps_per_epoch=5, tokens="abc")
+
+
 def test_one_budget_at_a_time():
     with pytest.raises(ValueError, match="give one budget"):
         TrainConfig(steps=100, minutes=5.0, lr_schedule="cosine").validate()

@@ -1,9 +1,12 @@
-"""The musical tokenizer: lossless, greedy longest match, its vocabulary and its graph twin."""
+"""The musical tokenizer: lossless, greedy longest match, its vocabulary and its graph twin;
+models that read its tokens."""
 
+import dataclasses
 import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from musicseq.corpus import load_split
@@ -160,3 +163,111 @@ def test_graph_twin_in_a_saved_model(tmp_path):
     got = loaded.encode(tf.constant(["|:GA2 c:|", "G"])).numpy().tolist()
     first, second = vocab.encode("|:GA2 c:|"), vocab.encode("G")
     assert got == [first, second + [EOT] * (len(first) - len(second))]
+
+
+# --- models that read ABC tokens (musicseq train --tokens abc) -----------------------------
+
+
+@pytest.fixture(scope="module")
+def abc_model(tmp_path_factory, data_dir):
+    from musicseq.config import ModelConfig, TrainConfig
+    from musicseq.modeldir import ModelDir
+    from musicseq.train import train
+
+    out = tmp_path_factory.mktemp("abc_model")
+    lines = []
+    train(
+        data_dir / "irish.abc",
+        out,
+        ModelConfig(kind="transformer", units=16, embedding_dim=8, num_heads=2, context=32),
+        TrainConfig(seq_len=32, batch_size=4, steps=6, seed=0, learning_rate=0.02, tokens="abc"),
+        log=lines.append,
+        verbose=0,
+    )
+    return ModelDir.load(out), lines
+
+
+def test_an_abc_model_trains_on_musical_tokens(abc_model, data_dir):
+    from musicseq.corpus import load_split
+
+    loaded, lines = abc_model
+    vocab = loaded.vocab
+    assert vocab.kind == "abc" and loaded.model.output_shape[-1] == len(vocab)
+    saved = json.loads((loaded.path / "vocab.json").read_text())
+    assert saved["format"] == 2 and saved["kind"] == "abc"
+    assert sum(len(t) > 1 for t in vocab.tokens) > 100  # notes with lengths, bar lines, fields
+    assert json.loads((loaded.path / "musicseq.json").read_text())["train"]["tokens"] == "abc"
+    train_texts = load_split(data_dir / "irish.abc", "train")
+    stream = sum(len(vocab.encode(t)) + 1 for t in train_texts) + 1
+    assert any(f"/ {stream:,} tokens;" in line for line in lines), lines  # ids, not characters
+    assert any("nats/token" in line for line in lines)
+
+
+def test_an_abc_model_samples_scores_per_character_and_exports(abc_model, tmp_path):
+    import tensorflow as tf
+
+    from musicseq.config import SampleConfig
+    from musicseq.export import call_generate, export_savedmodel
+    from musicseq.sampling import generate, score_texts
+
+    loaded, _ = abc_model
+    model, config, vocab = loaded.model, loaded.config, loaded.vocab
+    sample = SampleConfig(num=3, max_len=40, temperature=1.0, seed=5)
+    tunes = generate(model, config, vocab, sample)
+    assert all(t.startswith(sample.prime) for t in tunes)
+    # max_len counts tokens: the tunes that ran out of room are longer in characters
+    assert max(len(t) for t in tunes) > len(sample.prime) + 40
+    texts = ["X:1\nT:Jig\nM:6/8\nL:1/8\nK:G\n|:GAB c2d|e2d B2A:|\n", "X:2\nK:D\nd2 f2|]\n"]
+    nats = score_texts(model, config, vocab, texts)
+    path = export_savedmodel(model, config, vocab, tmp_path / "savedmodel")
+    exported = tf.saved_model.load(str(path))
+    assert call_generate(exported, sample) == tunes  # the tokenizer lives in the graph
+    # A prime that stops inside a longer token is healed the same way in both
+    healed = dataclasses.replace(sample, prime=PRIME_INSIDE_A_TOKEN)
+    tunes = generate(model, config, vocab, healed)
+    assert all(t.startswith(healed.prime) for t in tunes)
+    assert call_generate(exported, healed) == tunes
+    per_char = exported.signatures["score"](text=tf.constant(texts))["nats_per_char"].numpy()
+    expected = [n / (len(t) + 1) for n, t in zip(nats, texts)]  # characters + end of tune
+    assert np.allclose(per_char, expected, rtol=1e-4), (per_char, expected)
+    # constrained decoding writes characters: refused, in process and in the export
+    from musicseq.errors import UserError
+
+    with pytest.raises(UserError, match="constrained decoding writes characters"):
+        generate(model, config, vocab, SampleConfig(num=1, max_len=40), constrain=True)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="constrained decoding is not"):
+        call_generate(exported, dataclasses.replace(sample, form="AABB"), constrain=True)
+
+
+PRIME_INSIDE_A_TOKEN = "X:1\nT:Jig\nM:6/8\nL:1/8\nK:G\n|:G"
+
+
+def test_token_healing_takes_back_the_primes_last_token(abc_model):
+    from musicseq.sampling import heal_prime
+
+    vocab = abc_model[0].vocab
+    prime = PRIME_INSIDE_A_TOKEN
+    assert vocab.split(prime)[-1] == "G" and any(len(t) > 1 and t[0] == "G" for t in vocab.tokens)
+    head, ids, allowed = heal_prime(prime, vocab)
+    assert head == prime[:-1] and ids == [EOT, *vocab.encode(head)]
+    texts = [vocab.decode([i]) for i, ok in enumerate(allowed) if ok]
+    assert "G" in texts and ("G2" in texts or "G2 " in texts)
+    assert all(t.startswith("G") for t in texts) and not any(allowed[:3])
+    assert heal_prime("", vocab) == ("", [EOT], [False] * 3 + [True] * (len(vocab) - 3))
+
+
+def test_metrical_inputs_need_characters(data_dir, tmp_path):
+    from musicseq.config import ModelConfig, TrainConfig
+    from musicseq.errors import UserError
+    from musicseq.train import train
+
+    with pytest.raises(UserError, match="--metrical needs --tokens chars"):
+        train(
+            data_dir / "three.abc",
+            tmp_path,
+            ModelConfig(kind="gru", units=8, metrical=True),
+            TrainConfig(steps=1, tokens="abc"),
+            log=lambda _m: None,
+        )
+    with pytest.raises(ValueError, match="tokens"):
+        TrainConfig(tokens="bpe").validate()
