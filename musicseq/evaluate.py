@@ -197,6 +197,11 @@ def evaluate_model(
     out = Path(out_dir)
     loaded = ModelDir.load(model_dir)
     model, model_config, vocab = loaded.model, loaded.config, loaded.vocab
+    if constrain and vocab.kind != "chars":
+        raise UserError(
+            f"{model_dir} reads {vocab.kind!r} tokens and constrained decoding writes "
+            "characters: evaluate it without --constrain"
+        )
     given = data is not None  # a file the user passes is a test set of its own, all of it
     data = data or loaded.data or "data/abc"
     if not Path(data).exists():

@@ -239,6 +239,14 @@ def test_an_abc_model_samples_scores_per_character_and_exports(abc_model, tmp_pa
         call_generate(exported, dataclasses.replace(sample, form="AABB"), constrain=True)
 
 
+def test_constrained_evaluation_of_an_abc_model_is_one_line(abc_model, tmp_path):
+    from tests.conftest import run_cli
+
+    done = run_cli("evaluate", abc_model[0].path, "--constrain", "--out", tmp_path / "e")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "without --constrain" in done.stderr
+
+
 PRIME_INSIDE_A_TOKEN = "X:1\nT:Jig\nM:6/8\nL:1/8\nK:G\n|:G"
 
 
