@@ -468,8 +468,7 @@ def cmd_generate(args) -> int:
     loaded = api.load_model(model)
     from musicseq.progress import Progress
 
-    unit = "characters" if loaded.vocab.kind == "chars" else "tokens"
-    reporter = None if args.quiet else Progress("generating", unit=unit)
+    reporter = None if args.quiet else Progress("generating", unit=loaded.vocab.unit)
     tunes = api.generate(
         loaded,
         constrain=args.constrain,

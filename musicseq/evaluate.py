@@ -235,8 +235,7 @@ def evaluate_model(
     samples = {}
     for name in runs:
         started = time.perf_counter()
-        unit = "characters" if vocab.kind == "chars" else "tokens"
-        reporter = Progress(f"{name} tunes", unit=unit) if progress else None
+        reporter = Progress(f"{name} tunes", unit=vocab.unit) if progress else None
         # The model's own sampling settings (musicseq.json "sampling"), under the caller's.
         sample = SampleConfig(**{**loaded.sampling_defaults(name == "constrained"), **given})
         tunes = generate(

@@ -154,14 +154,16 @@ def build_archive(model, model_config, vocab: Vocab, grammar: bool = True):
             tf.debugging.assert_less_equal(top_p, 1.0, message="top_p must be in (0, 1]"),
         ]
         with tf.control_dependencies(checks):
-            prime_ids = tf.concat([[EOT], encode(prime)], axis=0)
+            prime = tf.identity(prime)
         max_len = tf.minimum(max_len, MAX_LEN)
         params = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
         head = prime
-        if vocab.kind != "chars":  # token healing, as sampling.heal_prime
+        if vocab.kind == "chars":
+            prime_ids = tf.concat([[EOT], encode(prime)], axis=0)
+        else:  # token healing, as sampling.heal_prime: the last token is sampled again
             pieces = tokenize_graph.split(prime, vocab)
             tail = tf.concat([[""], pieces], axis=0)[-1]  # "" for an empty prime
-            prime_ids = prime_ids[: tf.maximum(tf.size(pieces), 1)]  # EOT, all but the last
+            prime_ids = tf.concat([[EOT], tokenize_graph.lookup(pieces[:-1], vocab)], axis=0)
             width = tf.strings.length(tail, unit="UTF8_CHAR")
             starts = tf.strings.substr(id_to_text, 0, width, unit="UTF8_CHAR")
             params["heal"] = tf.equal(starts, tail) & (tf.range(len(vocab)) >= len(RESERVED))

@@ -780,17 +780,17 @@ def generate(
     sampler = sampler or sampler_for(model, model_config, vocab)
     prime_ids = [EOT] + vocab.encode(config.prime)  # every training tune follows an EOT
     params = _params(config)
+    if constrain and vocab.kind != "chars":
+        raise UserError(
+            f"constrained decoding writes characters; this model reads {vocab.kind!r} tokens "
+            "(train it with --tokens chars, or sample without --constrain)"
+        )
     head = config.prime
     if vocab.kind != "chars":  # token healing: the prime's last token is sampled again
         head, prime_ids, allowed = heal_prime(config.prime, vocab)
         params["heal"] = tf.constant(allowed)
         params["heal_at"] = tf.constant(len(prime_ids) - 1)
     grammars = []
-    if constrain and vocab.kind != "chars":
-        raise UserError(
-            f"constrained decoding writes characters; this model reads {vocab.kind!r} tokens "
-            "(train it with --tokens chars, or sample without --constrain)"
-        )
     if constrain:
         from musicseq.grammar_graph import needs_full_lookahead
         from musicseq.notation.grammar import GrammarError, TuneGrammar

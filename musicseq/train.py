@@ -541,7 +541,7 @@ def train(
             log,
             initial_weights=base.model.get_weights() if base else None,
         )
-        unit = "characters" if prepared.vocab.kind == "chars" else "tokens"
+        unit = prepared.vocab.unit
         log(
             f"training {model_config.kind} ({model.count_params():,} parameters) on "
             f"{prepared.texts} tunes / {len(prepared.train_stream):,} {unit}; vocabulary "

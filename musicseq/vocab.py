@@ -78,6 +78,11 @@ class Vocab:
         tokenizer = Tokenizer.from_texts(texts, min_count, beams=beams, max_tokens=max(room, 0))
         return cls(chars + tokenizer.tokens, kind)
 
+    @property
+    def unit(self) -> str:
+        """What one id stands for, in the plural: ``"characters"`` or ``"tokens"``."""
+        return "characters" if self.kind == "chars" else "tokens"
+
     def __len__(self) -> int:
         return len(RESERVED) + len(self.tokens)
 
