@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.description += (
         " Sampling options left out take the model's own settings when it has them "
         '(musicseq.json "sampling"; the shipped folk-transformer: top-p 0.9 free, repeat bias '
-        "0.875 constrained), else the defaults shown; an option given always wins."
+        "0.96875 constrained), else the defaults shown; an option given always wins."
     )
     p.add_argument("model_dir", type=Path, metavar="MODEL", help=MODEL_HELP)
     p.add_argument(
@@ -299,7 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
         "corpus directory (musicseq data) (default: the test split of the model's training data)",
     )
     add_config_options(
-        p, SampleConfig, only=("num", "seed", "temperature", "max_len"), defaults={"num": 100}
+        p,
+        SampleConfig,
+        only=("num", "seed", "temperature", "top_k", "top_p", "max_len"),
+        defaults={"num": 100},
     )
     p.add_argument(
         "--constrain", action="store_true", help="also generate with constrained decoding"
@@ -535,16 +538,16 @@ def cmd_evaluate(args) -> int:
     from musicseq.evaluate import evaluate_model
 
     sample = config_from_args(SampleConfig, args)
+    given = getattr(args, "given", {"temperature", "top_k", "top_p"})
+    # Not given: the model's own sampling settings, else SampleConfig's defaults.
+    chosen = {f: getattr(sample, f) for f in ("temperature", "top_k", "top_p") if f in given}
     evaluate_model(
         args.model_dir,
         args.out,
         data=args.data,
         num=sample.num,
         seed=sample.seed,
-        # Not given: the model's own sampling settings, else the default (1.0).
-        temperature=sample.temperature
-        if "temperature" in getattr(args, "given", {"temperature"})
-        else None,
+        **chosen,
         constrain=args.constrain,
         max_len=sample.max_len,
         progress=not args.quiet,

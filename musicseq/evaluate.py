@@ -174,12 +174,16 @@ def evaluate_model(
     temperature: float | None = None,
     constrain: bool = False,
     max_len: int = 1200,
+    top_k: int | None = None,
+    top_p: float | None = None,
     log=print,
     progress: bool = False,
 ) -> dict:
     """``musicseq evaluate``: held-out loss, generated-tune metrics, plots; writes the report.
 
     With ``constrain`` the tunes are generated both ways and both sets of figures reported.
+    ``temperature``, ``top_k``, ``top_p``: None takes the model's own setting (its
+    ``musicseq.json`` "sampling"), else SampleConfig's default.
     ``progress``: report the generation loops' progress on stderr.
     """
     import time
@@ -229,8 +233,9 @@ def evaluate_model(
     report["reference_form"] = reference
     copy_index = CopyIndex(train_texts)
     given = {"num": num, "max_len": max_len, "seed": seed}
-    if temperature is not None:
-        given["temperature"] = temperature
+    for field, value in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p)):
+        if value is not None:
+            given[field] = value
     runs = ["unconstrained", "constrained"] if constrain else ["unconstrained"]
     samples = {}
     for name in runs:

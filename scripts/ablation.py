@@ -40,6 +40,7 @@ ROWS = {
     "metrical+dropout0.2": "--metrical --dropout 0.2",
     "metrical+small": "--metrical --units 192 --heads 6",
     "metrical+tonal": "--metrical --tonal",
+    "metrical+tonal+bf16": "--metrical --tonal --precision mixed_bfloat16",
     "abc": "--tokens abc",
 }
 DESCRIBE = {
@@ -49,6 +50,7 @@ DESCRIBE = {
     "metrical+dropout0.2": "+ metrical, dropout 0.2",
     "metrical+small": "+ metrical, width 192",
     "metrical+tonal": "+ metrical, + tonal inputs (the key's tonic, the last note's degree)",
+    "metrical+tonal+bf16": "+ metrical, + tonal, trained in mixed bfloat16 (the default)",
     "abc": "musical ABC tokens instead of characters (no metrical inputs)",
 }
 
@@ -77,6 +79,8 @@ def run_row(
     else:
         subprocess.run(
             [*MUSICSEQ, "evaluate", str(out), "--num", str(num), "--seed", str(seed)]
+            # plain sampling at temperature 1 for every row, whatever a model's own settings
+            + ["--temperature", "1.0", "--top-k", "0", "--top-p", "1.0"]
             + ["--out", str(evaluation), "--quiet"],
             check=True,
         )

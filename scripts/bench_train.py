@@ -40,8 +40,30 @@ CONFIGS = {  # name: (model config overrides, batch, sequence length)
         16,
         512,
     ),
+    # The same under mixed bfloat16 (`make train`'s precision since 2026-11-22); PyTorch under
+    # torch.autocast(bfloat16), its mixed precision on the CPU.
+    "transformer_train_bf16": (
+        dict(
+            kind="transformer",
+            units=256,
+            num_layers=4,
+            num_heads=8,
+            context=512,
+            dropout=0.1,
+            precision="mixed_bfloat16",
+        ),
+        16,
+        512,
+    ),
 }
-TORCH_PEERS = ("lstm512", "lstm1024", "gru512", "transformer", "transformer_train")
+TORCH_PEERS = (
+    "lstm512",
+    "lstm1024",
+    "gru512",
+    "transformer",
+    "transformer_train",
+    "transformer_train_bf16",
+)
 PLAIN = {"lstm512": "LSTM", "lstm1024": "LSTM", "gru512": "GRU"}
 
 KERAS_RUN = textwrap.dedent(
@@ -54,6 +76,7 @@ KERAS_RUN = textwrap.dedent(
     from musicseq.train import compile_model
     overrides, batch, seq, steps, warmup, plain = json.loads(sys.argv[1])
     keras.utils.set_random_seed(0)
+    keras.mixed_precision.set_global_policy(overrides.pop("precision", "float32"))
     config = ModelConfig(vocab_size=98, **overrides)
     if plain:  # the same model through the plain Keras layer
         ids = keras.Input((None,), dtype="int32")
@@ -86,7 +109,8 @@ TORCH_RUN = textwrap.dedent(
     """
     import json, math, resource, sys, time
     import torch
-    kind, units, embedding, heads, layers, dropout, batch, seq, steps, warmup = json.loads(sys.argv[1])
+    (kind, units, embedding, heads, layers, dropout, batch, seq, steps, warmup,
+     precision) = json.loads(sys.argv[1])
     torch.manual_seed(0)
     class Recurrent(torch.nn.Module):
         def __init__(self, cell):
@@ -123,8 +147,10 @@ TORCH_RUN = textwrap.dedent(
     x = torch.randint(3, 98, (batch, seq + 1))
     def step():
         optimiser.zero_grad()
-        logits = model(x[:, :-1])
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 98), x[:, 1:].reshape(-1))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "mixed_bfloat16"):
+            logits = model(x[:, :-1])
+        loss = torch.nn.functional.cross_entropy(
+            logits.float().reshape(-1, 98), x[:, 1:].reshape(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimiser.step()
@@ -195,6 +221,7 @@ def torch_payload(overrides, batch, seq, steps, warmup):
         seq,
         steps,
         warmup,
+        overrides.get("precision", "float32"),
     ]
 
 
@@ -284,8 +311,10 @@ def main() -> None:
             return f"{user:.2f} + {sys_:.2f}"
 
         dropout = CONFIGS[name][0].get("dropout")
+        precision = CONFIGS[name][0].get("precision")
         rows[name] = (
-            f"| {name} (batch {batch}, seq {seq}{f', dropout {dropout}' if dropout else ''}) | "
+            f"| {name} (batch {batch}, seq {seq}{f', dropout {dropout}' if dropout else ''}"
+            f"{f', {precision}' if precision else ''}) | "
             f"{spread(speed['musicseq'])} | "
             + (spread(speed["keras"]) if speed["keras"] else "—")
             + " | "

@@ -168,7 +168,7 @@ command above records it as `make train` runs it. Nothing else ran on the machin
 Why this model: it is the previous default's command (metrical and tonal inputs, the same
 shape, steps, schedule and seed) trained under **mixed bfloat16** (`--precision
 mixed_bfloat16`): this machine's CPU has AVX-512 BF16, where a TensorFlow matmul in bfloat16
-ran 2.6-3.8x the float32 rate, and the whole training step ~1.17x (docs/benchmarks.md). The
+ran 2.6-3.8x the float32 rate, and the training step 1.2-1.5x (docs/benchmarks.md). The
 weights are float32; the layers compute in bfloat16 (the saved model keeps that policy, so it
 samples in bfloat16 too: 1.13x faster free sampling at 64 streams here than the same weights in
 float32, and held-out 0.9519 against 0.9518 nats/char computed in float32). Validation loss

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from musicseq import __version__, api, render
@@ -145,6 +147,16 @@ def test_a_model_brings_its_own_sampling_settings_and_callers_override_them(
     assert "top-p 1," in given.stdout
     left = run_cli("generate", model, "--num", "1", "--max-len", "40", "--out", "-", "--quiet")
     assert "top-p 0.9," in left.stdout
+    # evaluate too: the model's own top-p unless --top-p is given (plain sampling for a table).
+    from musicseq.cli import main
+
+    for extra, top_p in (([], 0.9), (["--top-p", "1.0", "--top-k", "0"], 1.0)):
+        out = tmp_path / f"evaluated-{top_p}"
+        argv = ["evaluate", str(model), "--num", "1", "--max-len", "40", "--out", str(out)]
+        data = Path(__file__).parent / "data" / "three.abc"  # its own test set: all 3 tunes
+        assert main([*argv, "--data", str(data), "--quiet", *extra]) == 0
+        report = json.loads((out / "report.json").read_text())
+        assert report["unconstrained"]["sampling"]["top_p"] == top_p
 
     meta["sampling"] = {"free": {"top_q": 0.9}}
     (model / "musicseq.json").write_text(json.dumps(meta))
