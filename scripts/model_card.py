@@ -170,8 +170,10 @@ shape, steps, schedule and seed) trained under **mixed bfloat16** (`--precision
 mixed_bfloat16`): this machine's CPU has AVX-512 BF16, where a TensorFlow matmul in bfloat16
 ran 2.6-3.8x the float32 rate, and the training step 1.2-1.5x (docs/benchmarks.md). The
 weights are float32; the layers compute in bfloat16 (the saved model keeps that policy, so it
-samples in bfloat16 too: 1.13x faster free sampling at 64 streams here than the same weights in
-float32, and held-out 0.9519 against 0.9518 nats/char computed in float32). Validation loss
+samples in bfloat16 where the CPU has bfloat16 instructions or there is a GPU, elsewhere
+musicseq loads the weights into a float32 model; here free sampling at 64 streams ran
+1.10-1.16x faster in bfloat16 than with the same weights in float32, and held-out loss was
+0.9519 against 0.9518 nats/char computed in float32). Validation loss
 followed the float32 run's to within 0.006 at every epoch (0.9816 against 0.9830 at the end);
 held-out 0.9519 nats/char and 3.800 bits/note against the float32 default's 0.9525 and 3.803.
 Training took 62 minutes (3,698 s) against 70: the same model in less time, 2 minutes over

@@ -195,3 +195,40 @@ def test_an_installed_wheel_finds_its_models(tmp_path):
     site = str(tmp_path / "site" / "musicseq" / "saved_models")
     for name in ("folk-transformer", "folk-gru"):
         assert f"{site}/{name}" in done.stdout, done.stdout
+
+
+def test_a_bfloat16_model_computes_in_float32_where_the_cpu_has_no_bfloat16(
+    tmp_path, data_dir, monkeypatch
+):
+    # The shipped default trains under mixed bfloat16; on a CPU without bfloat16 instructions
+    # (and no GPU) the same weights are loaded into a float32 model, which scores the same.
+    import numpy as np
+
+    from musicseq.config import ModelConfig, SampleConfig, TrainConfig
+    from musicseq.evaluate import held_out_loss
+    from musicseq.sampling import generate
+    from musicseq.train import train
+
+    out = tmp_path / "bf16"
+    train(
+        data_dir / "three.abc",
+        out,
+        ModelConfig(
+            kind="transformer", units=16, embedding_dim=8, num_heads=2, context=32, vocab_size=1
+        ),
+        TrainConfig(seq_len=32, batch_size=4, steps=3, seed=0, precision="mixed_bfloat16"),
+        log=lambda _m: None,
+        verbose=0,
+    )
+    tune = ["X:1\nT:a\nM:4/4\nK:G\nABcd|dcBA|GABc|d4|]\n"]
+    loaded = {}
+    for has_bf16 in (True, False):
+        monkeypatch.setattr(modeldir, "cpu_has_bfloat16", lambda has_bf16=has_bf16: has_bf16)
+        loaded[has_bf16] = load_model_dir(out)
+    policies = {k: {layer.dtype_policy.name for layer in m[0].layers} for k, m in loaded.items()}
+    assert "mixed_bfloat16" in policies[True] and policies[False] == {"float32"}
+    for a, b in zip(loaded[True][0].get_weights(), loaded[False][0].get_weights()):
+        np.testing.assert_array_equal(a, b)
+    scores = [held_out_loss(*loaded[k], tune)["nats_per_char"] for k in (True, False)]
+    assert abs(scores[0] - scores[1]) < 0.02, scores
+    assert len(generate(*loaded[False], SampleConfig(num=2, max_len=60, seed=1))) == 2
