@@ -335,6 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="SavedModel directory, e.g. saved_models/NAME/savedmodel",
     )
+    p.add_argument(
+        "--precision",
+        choices=("float32", "model"),
+        default="float32",
+        help="what the SavedModel computes in: float32 (default: full speed on any CPU), or "
+        "model: the policy the model loads in (a mixed_bfloat16 model keeps bfloat16 on a CPU "
+        "with AVX-512 BF16 or AMX and on a GPU; it is emulated, and slower, on other CPUs)",
+    )
 
     p = _command(sub, "render", "render ABC files to MIDI and audio")
     p.add_argument(
@@ -570,7 +578,9 @@ def cmd_export(args) -> int:
     from musicseq.modeldir import ModelDir
 
     loaded = ModelDir.load(args.model_dir)
-    path = export_savedmodel(loaded.model, loaded.config, loaded.vocab, args.out)
+    path = export_savedmodel(
+        loaded.model, loaded.config, loaded.vocab, args.out, precision=args.precision
+    )
     print(f"wrote SavedModel to {path} (signatures: generate, score)")
     return 0
 

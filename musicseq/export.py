@@ -243,10 +243,28 @@ def build_archive(model, model_config, vocab: Vocab, grammar: bool = True):
     return archive
 
 
+PRECISIONS = ("float32", "model")
+
+
 def export_savedmodel(
-    model, model_config, vocab: Vocab, out: str | os.PathLike, grammar: bool = True
+    model,
+    model_config,
+    vocab: Vocab,
+    out: str | os.PathLike,
+    grammar: bool = True,
+    precision: str = "float32",
 ) -> Path:
-    """Write the SavedModel to ``out`` atomically (a temporary directory renamed into place)."""
+    """Write the SavedModel to ``out`` atomically (a temporary directory renamed into place).
+
+    ``precision``: ``"float32"`` traces a mixed-precision model's weights into a float32 model
+    (the SavedModel runs at full speed on any CPU; bfloat16 is emulated, and slower, on CPUs
+    without AVX-512 BF16 or AMX), ``"model"`` traces the model in its own dtype policy."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    if precision == "float32":
+        from musicseq.modeldir import float32_copy
+
+        model = float32_copy(model, model_config, vocab)
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")

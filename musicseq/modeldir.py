@@ -347,6 +347,14 @@ def _compute_natively(model, config: ModelConfig, vocab: Vocab):
 
     if cpu_has_bfloat16() or tf.config.list_physical_devices("GPU"):
         return model
+    return float32_copy(model, config, vocab)
+
+
+def float32_copy(model, config: ModelConfig, vocab: Vocab):
+    """``model`` computing in float32: a mixed-precision model's (float32) weights rebuilt into
+    a float32 model of the same architecture; a float32 model as it is."""
+    if {layer.dtype_policy.name for layer in model.layers} <= {"float32"}:
+        return model
     import keras
 
     from musicseq.models import build_model

@@ -41,6 +41,7 @@ ROWS = {
     "metrical+small": "--metrical --units 192 --heads 6",
     "metrical+tonal": "--metrical --tonal",
     "metrical+tonal+bf16": "--metrical --tonal --precision mixed_bfloat16",
+    "metrical+tonal+bf16+transpose": "--metrical --tonal --precision mixed_bfloat16 --transpose 2",
     "abc": "--tokens abc",
 }
 DESCRIBE = {
@@ -51,6 +52,7 @@ DESCRIBE = {
     "metrical+small": "+ metrical, width 192",
     "metrical+tonal": "+ metrical, + tonal inputs (the key's tonic, the last note's degree)",
     "metrical+tonal+bf16": "+ metrical, + tonal, trained in mixed bfloat16 (the default)",
+    "metrical+tonal+bf16+transpose": "the default + 2 transpositions of each training tune",
     "abc": "musical ABC tokens instead of characters (no metrical inputs)",
 }
 

@@ -171,7 +171,8 @@ mixed_bfloat16`): this machine's CPU has AVX-512 BF16, where a TensorFlow matmul
 ran 2.6-3.8x the float32 rate, and the training step 1.2-1.5x (docs/benchmarks.md). The
 weights are float32; the layers compute in bfloat16 (the saved model keeps that policy, so it
 samples in bfloat16 where the CPU has bfloat16 instructions or there is a GPU, elsewhere
-musicseq loads the weights into a float32 model; here free sampling at 64 streams ran
+musicseq loads the weights into a float32 model; its SavedModel computes in float32, the
+default of `musicseq export`, for any serving CPU; here free sampling at 64 streams ran
 1.10-1.16x faster in bfloat16 than with the same weights in float32, and held-out loss was
 0.9519 against 0.9518 nats/char computed in float32). Validation loss
 followed the float32 run's to within 0.006 at every epoch (0.9816 against 0.9830 at the end);

@@ -46,6 +46,26 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def bfloat16_model_dir(tmp_path_factory) -> Path:
+    """A tiny Transformer trained for 3 steps under mixed bfloat16 (as the shipped default)."""
+    from musicseq.config import ModelConfig, TrainConfig
+    from musicseq.train import train
+
+    out = tmp_path_factory.mktemp("bf16")
+    train(
+        DATA / "three.abc",
+        out,
+        ModelConfig(
+            kind="transformer", units=16, embedding_dim=8, num_heads=2, context=32, vocab_size=1
+        ),
+        TrainConfig(seq_len=32, batch_size=4, steps=3, seed=0, precision="mixed_bfloat16"),
+        log=lambda _m: None,
+        verbose=0,
+    )
+    return out
+
+
 def run_cli(*args, cwd=None, timeout=300):
     """Run ``python -m musicseq`` in a subprocess; returns the CompletedProcess."""
     import subprocess

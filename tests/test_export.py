@@ -158,3 +158,49 @@ def test_savedmodel_stores_each_weight_once(kind, kind_models, tmp_path):
     values = sum(int(np.prod(shape)) for name, shape in shapes.items() if "VARIABLE_VALUE" in name)
     weights = sum(int(np.prod(w.shape)) for w in model.weights)
     assert weights <= values <= weights + 16  # + the dropout layers' seed counters
+
+
+def _dtypes_computed(savedmodel_dir) -> set[str]:
+    """The dtypes of every operation's outputs in a SavedModel's graphs and functions."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    from tensorflow.python.framework import dtypes
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((savedmodel_dir / "saved_model.pb").read_bytes())
+    graph = proto.meta_graphs[0].graph_def
+    nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+    return {
+        dtypes.as_dtype(node.attr[name].type).name
+        for node in nodes
+        for name in ("T", "DstT", "dtype")
+        if node.attr[name].type
+    }
+
+
+def test_a_mixed_precision_model_exports_in_float32_unless_asked(tmp_path, bfloat16_model_dir):
+    # The shipped default trains under mixed bfloat16: its SavedModel computes in float32
+    # (full speed on any serving CPU), with the same answers; --precision model keeps bfloat16.
+    import keras
+    import tensorflow as tf
+
+    from musicseq.evaluate import held_out_loss
+
+    out = bfloat16_model_dir
+    model = keras.models.load_model(out / "model.keras", safe_mode=True)
+    assert "mixed_bfloat16" in {layer.dtype_policy.name for layer in model.layers}
+    _, config, vocab = load_model_dir(out)
+    exported = {
+        precision: export_savedmodel(
+            model, config, vocab, tmp_path / precision, grammar=False, precision=precision
+        )
+        for precision in ("float32", "model")
+    }
+    assert "bfloat16" not in _dtypes_computed(exported["float32"])
+    assert "bfloat16" in _dtypes_computed(exported["model"])
+    tune = "X:1\nT:a\nM:4/4\nK:G\nABcd|dcBA|GABc|d4|]\n"
+    expected = held_out_loss(model, config, vocab, [tune])["nats_per_char"]
+    for path in exported.values():
+        score = tf.saved_model.load(str(path)).signatures["score"](text=tf.constant([tune]))
+        assert abs(float(score["nats_per_char"][0]) - expected) < 0.02
+    with pytest.raises(ValueError, match="precision"):
+        export_savedmodel(model, config, vocab, tmp_path / "x", grammar=False, precision="fp8")
