@@ -12,7 +12,8 @@ def test_the_recipe_grows_with_the_data_and_shrinks_with_the_time():
     small, large, huge = (recipe.choose(n, 30) for n in (180_000, 1_200_000, 5_000_000))
     assert [r.model["units"] for r in (small, large, huge)] == [192, 256, 384]
     assert small.model["dropout"] > large.model["dropout"]
-    assert small.train["transpose"] > large.train["transpose"] > huge.train["transpose"] == 0
+    # Transpositions for a small corpus only (on the default corpus they made the model worse).
+    assert small.train["transpose"] > large.train["transpose"] == huge.train["transpose"] == 0
     assert all(r.model["metrical"] and r.train["early_stopping"] for r in (small, large, huge))
     assert recipe.choose(180_000, 5).model["units"] == 128
     assert "small corpus" in small.reasons[0] and "Transformer 192 wide" in small.describe()
