@@ -161,7 +161,8 @@ def test_savedmodel_stores_each_weight_once(kind, kind_models, tmp_path):
 
 
 def _dtypes_computed(savedmodel_dir) -> set[str]:
-    """The dtypes of every operation's outputs in a SavedModel's graphs and functions."""
+    """The dtypes the operations of a SavedModel's graph and functions work in (their ``T``,
+    ``DstT`` and ``dtype`` attributes)."""
     from tensorflow.core.protobuf import saved_model_pb2
     from tensorflow.python.framework import dtypes
 
