@@ -212,7 +212,8 @@ model 0.210, outside. The tables below are with these settings.
 
 What it still does poorly on its own: a third of its free tunes end off the tonic (65.8% on
 the tonic at top-p 0.9; 71.5-72.9% at 0.85 or 0.95; the corpus 85.2%; the float32 default
-70.0% with the same seed: within the sampling noise of 200 tunes, about 3 points), and its
+70.0% with the same seed: within the sampling noise of 200 tunes, about 3 points; seeds 2
+and 3: 71.5% and 71.0%), and its
 held-out loss per note is 3.8% below the character-only model's, not 10%. With `--constrain`
 (as `make demo` uses) the form, every bar and the cadence are written by the grammar.
 """,
