@@ -28,42 +28,37 @@ def corpus_dir(tmp_path_factory) -> Path:
     return out
 
 
+def _train_tiny(out: Path, model_config, train_config) -> Path:
+    from musicseq.train import train
+
+    train(DATA / "three.abc", out, model_config, train_config, log=lambda _m: None, verbose=0)
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny LSTM trained for a few steps on the three fixture tunes (shared by tests)."""
     from musicseq.config import ModelConfig, TrainConfig
-    from musicseq.train import train
 
-    out = tmp_path_factory.mktemp("tiny_model")
-    train(
-        DATA / "three.abc",
-        out,
+    return _train_tiny(
+        tmp_path_factory.mktemp("tiny_model"),
         ModelConfig(kind="lstm", units=32, embedding_dim=16, vocab_size=1),
         TrainConfig(seq_len=32, batch_size=8, steps=30, seed=1),
-        log=lambda _msg: None,
-        verbose=0,
     )
-    return out
 
 
 @pytest.fixture(scope="session")
 def bfloat16_model_dir(tmp_path_factory) -> Path:
     """A tiny Transformer trained for 3 steps under mixed bfloat16 (as the shipped default)."""
     from musicseq.config import ModelConfig, TrainConfig
-    from musicseq.train import train
 
-    out = tmp_path_factory.mktemp("bf16")
-    train(
-        DATA / "three.abc",
-        out,
+    return _train_tiny(
+        tmp_path_factory.mktemp("bf16"),
         ModelConfig(
             kind="transformer", units=16, embedding_dim=8, num_heads=2, context=32, vocab_size=1
         ),
         TrainConfig(seq_len=32, batch_size=4, steps=3, seed=0, precision="mixed_bfloat16"),
-        log=lambda _m: None,
-        verbose=0,
     )
-    return out
 
 
 def run_cli(*args, cwd=None, timeout=300):
