@@ -728,7 +728,11 @@ class GraphGrammar(tf.Module):
 
         plain = allowed & ~cls("plain_banned")
         plain = plain & ~(col(")") & (pslur <= 0))
-        plain = plain & ~(col("(") & (pslur > 0) & tf.not_equal(last, ord("(")))
+        digits = cls("digit")
+        after_paren = tf.equal(last, ord("("))
+        tuplet_can_start = tf.reduce_any(allowed & digits, -1, keepdims=True)
+        plain = plain & ~(col("(") & (pslur > 0) & ~(after_paren & tuplet_can_start))
+        plain = tf.where(after_paren & (pslur >= 2), plain & digits, plain)
         heads = cls("note_heads")
         no_heads = ~tf.reduce_any(plain & heads, -1, keepdims=True)
         plain = plain & ~(cls("before_note") & no_heads)

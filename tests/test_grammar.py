@@ -431,3 +431,10 @@ def test_plain_style_for_generation():
     assert not body & set('"!\\`') and " " not in body and ")" not in body
     assert plain_style(every, head + "(GA") & {")"} and "(" not in plain_style(every, head + "(GA")
     assert plain_style(every, head + "~") == set("ABCabc")  # a decoration, then its note
+    # '((' only as a slurred tuplet '((3': never a slur opened twice (a slur over the rest of
+    # the part, as abcm2ps draws it).
+    assert "(" in plain_style(every, head + "(")  # '2' and '4' are allowed: a tuplet can start
+    assert "(" not in plain_style(every - set("24"), head + "(")
+    assert plain_style(every, head + "((") == {"2", "4"}
+    assert ")" in plain_style(every, head + "((3AB")  # the slur stays open
+    assert "(" not in plain_style(every, head + "((3A")  # one slur at a time

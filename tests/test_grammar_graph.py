@@ -79,8 +79,9 @@ def reference(plan, header="template"):
     )
 
 
-def walk(plan, seed, among="plain", close_at=None, steps=400):
-    """A seeded random walk: [(allowed, plain_allowed, close called here, char), ...]."""
+def walk(plan, seed, among="plain", close_at=None, steps=400, prefer=""):
+    """A seeded random walk: [(allowed, plain_allowed, close called here, char), ...]; a
+    character of ``prefer`` is taken half the time it is offered."""
     g = reference(plan)
     rng = random.Random(seed)
     out = []
@@ -88,7 +89,9 @@ def walk(plan, seed, among="plain", close_at=None, steps=400):
         if step == close_at:
             g.close()
         allowed, plain = g.allowed(), g.plain_allowed()
-        ch = rng.choice(sorted(plain if among == "plain" else allowed))
+        options = sorted(plain if among == "plain" else allowed)
+        preferred = [c for c in options if c in prefer]
+        ch = rng.choice(preferred if preferred and rng.random() < 0.5 else options)
         out.append((allowed, plain, step == close_at, ch))
         g.advance(ch)
         if ch == END:
@@ -145,6 +148,21 @@ def test_plain_walks_match_the_reference():
     finished = grammar().finished(state).numpy()
     for b, w in enumerate(walks):  # walks that reached END are finished (1), none rejected
         assert finished[b] == (1 if w[-1][3] == END else 0)
+
+
+def test_slurs_and_tuplets_match_the_reference():
+    """Walks that open '(' whenever they may: '((' only as a slurred tuplet ('((3'), the same
+    in both grammars."""
+    walks, plans = [], []
+    for i in range(8):
+        plan = PLANS[i % len(PLANS)]
+        walks.append(walk(plan, 300 + i, "plain", steps=250, prefer="("))
+        plans.append(plan)
+    replay(walks, plans)
+    texts = ["".join(x[3] for x in w if x[3] != END) for w in walks]
+    body = "".join(t[t.find("\nK:") :] for t in texts)
+    assert body.count("((") >= 3  # the walks did write slurred tuplets
+    assert all(body[i + 2].isdigit() for i in range(len(body) - 2) if body[i : i + 2] == "((")
 
 
 def test_allowed_walks_match_the_reference():

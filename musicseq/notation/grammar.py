@@ -1610,11 +1610,13 @@ __all__ = [
 # What the grammar accepts is what the corpus writes; what a model is allowed to write when
 # generating is a plainer subset of it: no annotations or chord symbols, no "!...!"
 # decorations, no decoration letters but the roll (~) and staccato (.), no inline or body
-# fields, no line continuations, tabs or back-quotes, single spaces only, one slur at a time.
+# fields, no line continuations, tabs or back-quotes, single spaces only, one slur at a time
+# (a slurred tuplet '((3' is fine; '((' before a note, a slur opened twice, is not).
 # Models trained on
 # the corpus otherwise spend their characters on column alignment and annotations.
 _NOTE_HEADS = frozenset("^_=ABCDEFGabcdefg")
 _BEFORE_A_NOTE = frozenset(".~({")  # decorations, slur or tuplet openings, grace notes
+_DIGITS = frozenset("0123456789")
 _PLAIN_BANNED = frozenset('"!\\\t`') | frozenset("HIJKLMNOPQRSTUVWhijklmnopqrstuvwy")
 
 
@@ -1631,10 +1633,13 @@ def plain_style(allowed: set[str], text: str) -> set[str]:
     plain = {c for c in allowed if c not in _PLAIN_BANNED}
     music = text[body + 1 :]
     slurs = sum(1 for i, c in enumerate(music) if c == "(" and not music[i + 1 : i + 2].isdigit())
-    if slurs - music.count(")") <= 0:
+    open_slurs = slurs - music.count(")")  # a '(' just written counts until a digit follows
+    if open_slurs <= 0:
         plain.discard(")")  # no slur open
-    elif last != "(":
-        plain.discard("(")  # one slur at a time (a tuplet inside it is fine)
+    elif last != "(" or not allowed & _DIGITS:
+        plain.discard("(")  # one slur at a time; '((' only when a tuplet can start: '((3'
+    if last == "(" and open_slurs >= 2:
+        plain &= _DIGITS  # a '(' while a slur is open opens a tuplet
     if not plain & _NOTE_HEADS:  # the bar is full: nothing that must be followed by a note
         plain -= _BEFORE_A_NOTE
     if last in ".~":  # one decoration, then its note
