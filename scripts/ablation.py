@@ -7,9 +7,10 @@ train` on the same step budget and evaluated the same way (free sampling: the mo
 Rows share the shipped default's flags (BASE) and add their own (ROWS). A row whose model
 directory already holds a finished run is evaluated, not retrained (a run that was stopped
 resumes), so rows can be added one session at a time; every measured row is kept in
-``RUNS/results.json`` and written to the table. Held-out loss is given per character, per note
-and per tune (comparable whatever the input features); then the generated tunes' meter,
-cadence and repetition beside the corpus's.
+``docs/ablation_results.json`` (``--results``; rows measured before it existed were read back
+from the table, rounded as shown) and written to the table. Held-out loss is given per
+character, per note and per tune (comparable whatever the input features); then the generated
+tunes' meter, cadence and repetition beside the corpus's.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ ROWS = {
     "metrical+tonal": "--metrical --tonal",
     "metrical+tonal+bf16": "--metrical --tonal --precision mixed_bfloat16",
     "metrical+tonal+bf16+transpose": "--metrical --tonal --precision mixed_bfloat16 --transpose 2",
+    "metrical+tonal+bf16+small": "--metrical --tonal --precision mixed_bfloat16 --units 192 --heads 6",
     "abc": "--tokens abc",
 }
 DESCRIBE = {
@@ -53,6 +55,7 @@ DESCRIBE = {
     "metrical+tonal": "+ metrical, + tonal inputs (the key's tonic, the last note's degree)",
     "metrical+tonal+bf16": "+ metrical, + tonal, trained in mixed bfloat16 (the default)",
     "metrical+tonal+bf16+transpose": "the default + 2 transpositions of each training tune",
+    "metrical+tonal+bf16+small": "the default at width 192 (6 heads of 32)",
     "abc": "musical ABC tokens instead of characters (no metrical inputs)",
 }
 
@@ -163,19 +166,25 @@ def main() -> None:
         action="store_true",
         help="for --use rows: read DIR/evaluation/report.json when it exists (same --num/--seed)",
     )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=ROOT / "docs" / "ablation_results.json",
+        help="every measured row, kept between sessions (the runs directory may not be)",
+    )
     args = parser.parse_args()
     use = {row: Path(d) for row, d in (item.split("=", 1) for item in args.use)}
     args.runs.mkdir(parents=True, exist_ok=True)
-    store = args.runs / "results.json"
+    store = args.results
     results = json.loads(store.read_text()) if store.is_file() else {}
     for name in args.rows:
         results[name] = run_row(
             name, args.steps, args.runs, args.num, args.seed, use.get(name), args.reuse_evaluation
         )
-        store.write_text(json.dumps(results, indent=2))
+        store.write_text(json.dumps(results, indent=2) + "\n")
     rows = [results[n] for n in ROWS if n in results]
     args.out.write_text(
-        f"<!-- written by scripts/ablation.py; runs in {args.runs} -->\n\n{table(rows)}\n"
+        f"<!-- written by scripts/ablation.py from {args.results.name} -->\n\n{table(rows)}\n"
     )
     print(table(rows))
 
