@@ -156,6 +156,12 @@ class TrainConfig:
         "keys of its mode (musicseq.notation.transpose)",
         metavar="COPIES",
     )
+    cadence_weight: float = option(
+        1.0,
+        "loss weight of the characters of each part's last bar (its cadence) against 1 for "
+        "the others, the weights then scaled to average 1 (1: unweighted)",
+        metavar="WEIGHT",
+    )
     tokens: str = option(
         "chars",
         "what one input id stands for: a character, or a musical ABC token (a note with its "
@@ -193,6 +199,10 @@ class TrainConfig:
         _check_choice("lr schedule", self.lr_schedule, LR_SCHEDULES)
         if not isinstance(self.transpose, int) or not 0 <= self.transpose <= 11:
             raise ValueError(f"transpose must be 0 … 11 copies, got {self.transpose!r}")
+        if not 1 <= self.cadence_weight <= 100:
+            raise ValueError(f"cadence weight must be 1 … 100, got {self.cadence_weight!r}")
+        if self.cadence_weight != 1 and self.tokens != "chars":
+            raise ValueError("cadence weights are for a character model (--tokens chars)")
         if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
             raise ValueError(f"warm-up steps must be >= 0, got {self.warmup_steps}")
         if not isinstance(self.seed, int) or not -(2**31) <= self.seed < 2**31:

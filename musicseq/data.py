@@ -38,6 +38,24 @@ def encode_stream(texts: list[str], vocab: Vocab) -> np.ndarray:
     return np.asarray(parts, dtype=np.int32)
 
 
+def cadence_weight_stream(texts: list[str], weight: float) -> np.ndarray:
+    """Per-target loss weights for :func:`encode_stream`'s layout: ``weight`` on the
+    characters of each part's last bar (:func:`musicseq.notation.form.cadence_spans`), 1
+    elsewhere, scaled so that they average 1 over the stream (the step size stays that of an
+    unweighted run). A character vocabulary's layout only: one id per character."""
+    from musicseq.notation.form import cadence_spans
+
+    parts: list[np.ndarray] = []
+    for text in texts:
+        w = np.ones(len(text) + 1, np.float32)  # EOT, then the text
+        for start, end in cadence_spans(text):
+            w[1 + start : 1 + end] = weight
+        parts.append(w)
+    parts.append(np.ones(1, np.float32))
+    stream = np.concatenate(parts)
+    return (stream / stream.mean()).astype(np.float32)
+
+
 def length_batches(rows: list[np.ndarray], batch_size: int):
     """Rows of ids in batches of similar length (less padding): yields ``(indices, ids)``,
     ``ids`` of shape (len(indices), longest) padded with PAD."""
@@ -68,8 +86,11 @@ def training_dataset(
     seed: int,
     start_step: int = 0,
     vocab_size: int | None = None,
+    weights: np.ndarray | None = None,
 ):
-    """Endless shuffled batches of ``(x, y)``, shape ``(batch, seq_len)`` each.
+    """Endless shuffled batches of ``(x, y)``, shape ``(batch, seq_len)`` each; with
+    ``weights`` (one per id of the stream, :func:`cadence_weight_stream`) ``(x, y, w)``,
+    ``w`` the weights of the targets ``y``.
 
     The batches are a fixed sequence for a given ``seed``; ``start_step`` starts it at that
     batch, so a resumed run sees exactly the batches an uninterrupted one would have.
@@ -94,10 +115,21 @@ def training_dataset(
     ds = tf.data.Dataset.range(1 << 62).flat_map(starts_for_pass)
     ds = ds.skip(start_step * batch_size)  # window starts only: cheap to skip
     ds = ds.batch(batch_size, drop_remainder=True)
-    ds = ds.map(
-        lambda s: _split_windows(tf.gather(ids, s[:, None] + span), vocab_size),
-        num_parallel_calls=2,
-    )
+    if weights is None:
+        ds = ds.map(
+            lambda s: _split_windows(tf.gather(ids, s[:, None] + span), vocab_size),
+            num_parallel_calls=2,
+        )
+    else:
+        if len(weights) != len(stream):
+            raise ValueError(f"{len(weights)} weights for a stream of {len(stream)} ids")
+        w = tf.constant(weights, dtype=tf.float32)
+
+        def windows_with_weights(s):
+            x, y = _split_windows(tf.gather(ids, s[:, None] + span), vocab_size)
+            return x, y, tf.gather(w, s[:, None] + span[1:])
+
+        ds = ds.map(windows_with_weights, num_parallel_calls=2)
     return _without_autotune(ds.prefetch(2))
 
 

@@ -394,10 +394,13 @@ def _custom_step(strategy, model):
 
     @tf.function
     def train_step(iterator):
-        def step_fn(x, y):
+        def step_fn(x, y, weights=None):
             with tf.GradientTape() as tape:
                 logits = model(x, training=True)
-                per_window = tf.reduce_mean(loss_fn(y, logits), axis=-1)  # (per-replica batch,)
+                nats = loss_fn(y, logits)
+                if weights is not None:  # --cadence-weight
+                    nats = tf.cast(nats, tf.float32) * weights
+                per_window = tf.reduce_mean(nats, axis=-1)  # (per-replica batch,)
                 loss = tf.nn.compute_average_loss(per_window)
                 scaled = optimizer.scale_loss(loss)
             grads = tape.gradient(scaled, model.trainable_variables)
@@ -452,6 +455,7 @@ class _Data:
     train_stream: np.ndarray
     val_ds: object
     steps_in_pass: int
+    train_weights: np.ndarray | None = None  # per target id (--cadence-weight), or None
 
 
 def train(
@@ -654,7 +658,17 @@ def _prepare_data(
         log(
             f"notice: the validation split has {len(val_texts)} tunes, too few to report validation loss"
         )
-    return _Data(len(train_texts), vocab, train_stream, val_ds, steps_in_pass)
+    weights = None
+    if train_config.cadence_weight != 1:
+        from musicseq.data import cadence_weight_stream
+
+        weights = cadence_weight_stream(train_texts, train_config.cadence_weight)
+        share = float(np.mean(weights > weights.min()))
+        log(
+            f"cadence weight {train_config.cadence_weight:g} on the last bar of each part "
+            f"({share:.1%} of the training characters)"
+        )
+    return _Data(len(train_texts), vocab, train_stream, val_ds, steps_in_pass, weights)
 
 
 def _build_or_resume(
@@ -764,6 +778,7 @@ def _run_budget(
             train_config.seed,
             start_step=state.step,
             vocab_size=len(prepared.vocab),
+            weights=prepared.train_weights,
         )
         if multi_worker:
             train_ds = _shard_by_data(train_ds)

@@ -53,3 +53,27 @@ def test_too_short_data_is_a_user_error():
     stream, _ = _stream()
     with pytest.raises(UserError):
         training_dataset(stream[:10], seq_len=16, batch_size=2, seed=0)
+
+
+def test_cadence_weights_follow_the_targets():
+    from musicseq.data import cadence_weight_stream
+    from musicseq.notation.form import cadence_spans
+
+    texts = [f"X:{i}\nM:4/4\nL:1/8\nK:G\n|:" + "ABcd ABcd|" * (i + 3) + "G8:|\n" for i in range(20)]
+    vocab = Vocab.from_texts(texts)
+    stream = encode_stream(texts, vocab)
+    weights = cadence_weight_stream(texts, 4.0)
+    assert weights.shape == stream.shape and abs(weights.mean() - 1) < 1e-5
+    # Weighted exactly where the spans are (each tune's last bar, 'G8:|'), 4x the others.
+    high = weights > weights.min()
+    assert high.sum() == sum(len(text[a:b]) for text in texts for a, b in cadence_spans(text))
+    assert high.sum() == 4 * len(texts)
+    np.testing.assert_allclose(weights[high] / weights.min(), 4.0, rtol=1e-5)
+    assert "".join(vocab.decode(stream[high], stop_at_eot=False)) == "G8:|" * len(texts)
+    # The pipeline gives each target its own weight: weights that are the ids themselves
+    # come out equal to the targets.
+    as_ids = stream.astype(np.float32)
+    for _, y, w in training_dataset(stream, 16, 4, seed=0, weights=as_ids).take(3):
+        np.testing.assert_array_equal(w.numpy(), y.numpy().astype(np.float32))
+    with pytest.raises(ValueError, match="weights"):
+        training_dataset(stream, 16, 4, seed=0, weights=as_ids[:-1])

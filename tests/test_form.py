@@ -349,3 +349,24 @@ def test_analysis_time_grows_linearly():
 
     small, large = cost(1000), cost(4000)
     assert large < 9 * max(small, 1e-3)
+
+
+def test_cadence_spans_mark_the_last_bar_of_each_part():
+    from musicseq.notation.form import cadence_spans
+
+    head = "X:1\nT:t\nM:6/8\nL:1/8\nK:G\n"
+    cases = {
+        '|:GAB cde|dBG G3:|\n|:"D"d2e !trill!f2g|gfe d3|]\n': ["dBG G3:|", "gfe d3|]"],
+        # a final plain bar line: the bar before it; a double bar closes a part
+        "GAB cde|dBG G3||\nd2e f2g|gfe d3|\n": ["dBG G3||", "gfe d3|"],
+        # endings: each ending's last bar; a tune that stops without a bar line
+        "D|GAB cde|1dBG G2:|2 dBG G2||\nd2e f2g|gfe d3\n": ["1dBG G2:|", "2 dBG G2||", "gfe d3"],
+        # '::' both ends one part and starts the next; a part of one bar
+        "GAB cde|dBG G3::d2e f2g|gfe d3:|\n": ["dBG G3::", "gfe d3:|"],
+        "G6|]\n": ["G6|]"],
+    }
+    for body, expected in cases.items():
+        text = head + body
+        assert [text[a:b] for a, b in cadence_spans(text)] == expected, body
+    assert cadence_spans("X:1\nK:G\n") == []
+    assert cadence_spans("not a tune") == []

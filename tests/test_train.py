@@ -153,3 +153,51 @@ def test_fine_tuning_starts_from_the_base_model(tmp_path, data_dir, tiny_model_d
         np.testing.assert_allclose(before, after, atol=1e-4)  # two tiny steps from the base
     with pytest.raises(ValueError, match="model_config, or init_from"):
         train(data_dir / "three.abc", tmp_path / "x", None, TrainConfig(steps=1))
+
+
+def test_cadence_weight_weighs_the_loss_in_both_train_steps(tmp_path, data_dir):
+    import keras
+    import tensorflow as tf
+
+    from musicseq.models import build_model
+    from musicseq.train import _custom_step, compile_model
+
+    # The custom (multi-worker) step: the weighted mean of each window's nats, then the mean
+    # over windows.
+    config = ModelConfig(kind="gru", units=16, embedding_dim=8, vocab_size=12)
+    train_config = TrainConfig(seq_len=8, batch_size=2, steps=1)
+    model = build_model(config)
+    compile_model(model, train_config, 1, config)
+    rng = np.random.default_rng(0)
+    x = rng.integers(4, 12, (2, 8)).astype(np.int32)
+    y = rng.integers(4, 12, (2, 8)).astype(np.int32)
+    w = rng.uniform(0.5, 3, (2, 8)).astype(np.float32)
+    nats = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)(y, model(x))
+    expected = float(np.mean(np.mean(np.asarray(nats) * w, axis=-1)))
+    step, _ = _custom_step(tf.distribute.get_strategy(), model)
+    weighted = float(step(iter(tf.data.Dataset.from_tensors((x, y, w)))))
+    assert weighted == pytest.approx(expected, rel=1e-4)
+    assert abs(weighted - float(np.mean(nats))) > 1e-3  # the weights mattered
+
+    # `fit`: a weighted run logs its share and trains on other losses than an unweighted one.
+    def run(weight, out):
+        logged = []
+        history = train(
+            data_dir / "three.abc",
+            out,
+            ModelConfig(kind="gru", units=16, embedding_dim=8, vocab_size=1),
+            TrainConfig(seq_len=32, batch_size=4, steps=3, seed=0, cadence_weight=weight),
+            log=logged.append,
+            verbose=0,
+        )
+        return history, logged
+
+    plain, plain_log = run(1.0, tmp_path / "plain")
+    weighted_run, log = run(5.0, tmp_path / "weighted")
+    assert not any("cadence weight" in m for m in plain_log)
+    assert any(m.startswith("cadence weight 5 on the last bar of each part (") for m in log), log
+    assert weighted_run["loss"][0] != pytest.approx(plain["loss"][0], abs=1e-4)
+    with pytest.raises(ValueError, match="cadence weight"):
+        TrainConfig(cadence_weight=0.5).validate()
+    with pytest.raises(ValueError, match="character model"):
+        TrainConfig(cadence_weight=2, tokens="abc").validate()

@@ -299,6 +299,49 @@ def walk_events(tune: str | ParsedTune) -> list[Event]:
     return out
 
 
+def cadence_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans ``[start, end)`` of ``text`` holding the last bar of each part: the bar
+    before a section boundary (``:|`` ``::`` ``||`` ``|]``, the end of the tune), its closing
+    bar line included. A boundary after an empty bar (``…d3|]`` after ``|``, the end after a
+    final ``|``) marks the bar before it. ``[]`` for a tune that cannot be read.
+
+    Training can weigh these characters more (``--cadence-weight``): the cadence is where a
+    part comes home, and a model that writes bars well can still end its parts anywhere.
+    """
+    try:
+        events = walk_events(text)
+    except (ABCError, ValueError):
+        return []
+    starts = [0]
+    for line in text.split("\n"):
+        starts.append(starts[-1] + len(line) + 1)
+    spans: list[tuple[int, int]] = []
+    bar_start = previous_start = None  # where the current bar and the one before begin
+    notes = 0  # notes and rests in the current bar
+    for event in events:
+        if isinstance(event, Note):
+            if bar_start is None:  # the first bar, before any bar line
+                bar_start = starts[event.line - 1] + event.column
+            notes += 1
+            continue
+        if not isinstance(event, BarLine):
+            continue
+        if event.kind == "end":
+            here = end = len(text.rstrip())
+        else:
+            here = starts[event.line - 1] + event.column
+            end = here + len(event.token)
+        if event.kind in BOUNDARIES and event.kind != "repeat_start" and bar_start is not None:
+            if notes:
+                spans.append((bar_start, end))
+            elif previous_start is not None and (not spans or spans[-1][1] <= previous_start):
+                spans.append((previous_start, bar_start))
+        if notes or bar_start is None:
+            previous_start = bar_start
+        bar_start, notes = end, 0
+    return spans
+
+
 # --- bars and sections --------------------------------------------------------------------
 
 
