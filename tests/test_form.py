@@ -332,23 +332,34 @@ def test_corpus_test_split_figures_are_plausible(corpus_dir):
 
 def test_analysis_time_grows_linearly():
     """Four times the sections cost about four times as much (a ratio, not a deadline)."""
+    import gc
     import random
     import time
 
     rng = random.Random(0)
 
-    def cost(n):
+    def text(n):
         bars = ("".join(rng.choice("ABCDEFG") for _ in range(8)) for _ in range(n))
-        text = "X:1\nM:4/4\nL:1/8\nK:G\n" + "".join(f"|:{b}:|" for b in bars) + "\n"
-        times = []
-        for _ in range(3):  # the best of three: a busy machine only ever adds time
-            start = time.process_time()
-            analyze(text)
-            times.append(time.process_time() - start)
-        return min(times)
+        return "X:1\nM:4/4\nL:1/8\nK:G\n" + "".join(f"|:{b}:|" for b in bars) + "\n"
 
-    small, large = cost(1000), cost(4000)
-    assert large < 9 * max(small, 1e-3)
+    def seconds(t):
+        start = time.process_time()
+        analyze(t)
+        return time.process_time() - start
+
+    # The best of three, sizes interleaved, without the garbage collector: a busy machine
+    # only ever adds time, and to both sizes alike.
+    texts = text(1000), text(4000)
+    small = large = float("inf")
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(3):
+            small = min(small, seconds(texts[0]))
+            large = min(large, seconds(texts[1]))
+    finally:
+        gc.enable()
+    assert large < 9 * max(small, 1e-3), (small, large)
 
 
 def test_cadence_spans_mark_the_last_bar_of_each_part():
