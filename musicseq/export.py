@@ -83,11 +83,10 @@ def _word_index(table, value, name: str):
 
 
 def build_archive(model, model_config, vocab: Vocab, grammar: bool = True):
-    """A ``keras.export.ExportArchive`` with the ``generate`` and ``score`` endpoints.
+    """The SavedModel's ``generate`` and ``score`` endpoints, traced (:class:`_Archive`).
 
     ``grammar=False`` leaves the in-graph grammar out (``constrain=True`` is then refused):
     a smaller graph, traced in a fraction of the time."""
-    import keras
     import tensorflow as tf
 
     from musicseq.grammar_graph import MAX_PARTS
@@ -230,17 +229,32 @@ def build_archive(model, model_config, vocab: Vocab, grammar: bool = True):
         chars = tf.strings.length(text, unit="UTF8_CHAR") + 1
         return {"nats_per_char": nats / tf.cast(chars, tf.float32)}
 
-    archive = keras.export.ExportArchive()
-    # Not archive.track(model): the endpoints already capture every variable they use, and
-    # tracking the model as well wrote each weight twice (Keras variables and the tf.Variables
-    # inside them), doubling the SavedModel.
-    if table is not None:
-        archive.track(table)
-    for extra in tables:  # the meter and key tables of constrained decoding
-        archive.track(extra)
-    archive.add_endpoint("generate", generate)
-    archive.add_endpoint("score", score)
-    return archive
+    return _Archive({"generate": generate, "score": score}, [t for t in [table, *tables] if t])
+
+
+class _Archive:
+    """The endpoints traced once each, saved as signatures.
+
+    ``keras.export.ExportArchive`` traced ``generate`` twice — once outside the save and again
+    inside it (a function's trace cache is keyed on being inside a save) — and the constrained
+    loop's grammar makes that trace most of an export's time. Here each endpoint becomes one
+    concrete function; the SavedModel tracks exactly the variables and lookup tables those
+    capture (not the model as well, which wrote each weight twice)."""
+
+    def __init__(self, endpoints: dict, resources: list):
+        import tensorflow as tf
+
+        self.signatures = {name: fn.get_concrete_function() for name, fn in endpoints.items()}
+        self.signatures["serving_default"] = self.signatures["generate"]
+        self.module = tf.Module()
+        self.module.resources = list(resources)
+        captured = {id(v): v for f in self.signatures.values() for v in f.variables}
+        self.module.endpoint_variables = list(captured.values())
+
+    def write_out(self, path: str, verbose: bool = False) -> None:
+        import tensorflow as tf
+
+        tf.saved_model.save(self.module, path, signatures=self.signatures)
 
 
 PRECISIONS = ("float32", "model")
