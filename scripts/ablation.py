@@ -45,6 +45,7 @@ ROWS = {
     "metrical+tonal+bf16+transpose": "--metrical --tonal --precision mixed_bfloat16 --transpose 2",
     "metrical+tonal+bf16+small": "--metrical --tonal --precision mixed_bfloat16 --units 192 --heads 6",
     "metrical+tonal+bf16+cadence3": "--metrical --tonal --precision mixed_bfloat16 --cadence-weight 3",
+    "metrical+tonal+bf16+dropout0": "--metrical --tonal --precision mixed_bfloat16 --dropout 0",
     "abc": "--tokens abc",
 }
 DESCRIBE = {
@@ -58,6 +59,7 @@ DESCRIBE = {
     "metrical+tonal+bf16+transpose": "the default + 2 transpositions of each training tune",
     "metrical+tonal+bf16+small": "the default at width 192 (6 heads of 32)",
     "metrical+tonal+bf16+cadence3": "the default, loss weight 3 on each part's last bar",
+    "metrical+tonal+bf16+dropout0": "the default without dropout",
     "abc": "musical ABC tokens instead of characters (no metrical inputs)",
 }
 
