@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 import textwrap
@@ -145,6 +146,15 @@ def test_saved_model_cli_lists_signatures(kind_models, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-1000:]
     assert "signature_def['generate']" in done.stdout and "signature_def['score']" in done.stdout
+    assert "signature_def['serving_default']" in done.stdout  # = generate, for TF Serving
+    # Each endpoint traced once (Keras's ExportArchive traced and stored every one twice).
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
+    names = [f.signature.name for f in proto.meta_graphs[0].graph_def.library.function]
+    for endpoint in ("generate", "score"):
+        traces = [n for n in names if re.fullmatch(rf"__inference_{endpoint}_\d+", n)]
+        assert len(traces) == 1, traces
 
 
 @pytest.mark.parametrize("kind", ["gru", "transformer"])
