@@ -61,6 +61,30 @@ def bfloat16_model_dir(tmp_path_factory) -> Path:
     )
 
 
+def cpu_seconds_small_and_large(work, small, large) -> tuple[float, float]:
+    """CPU seconds of ``work(small)`` and ``work(large)``, each the best of three, the two sizes
+    interleaved and the garbage collector off: a busy machine (the other test worker) only ever
+    adds time, and to both sizes alike. For linear-time ratios, never deadlines."""
+    import gc
+    import time
+
+    def seconds(item):
+        start = time.process_time()
+        work(item)
+        return time.process_time() - start
+
+    best_small = best_large = float("inf")
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(3):
+            best_small = min(best_small, seconds(small))
+            best_large = min(best_large, seconds(large))
+    finally:
+        gc.enable()
+    return best_small, best_large
+
+
 def run_cli(*args, cwd=None, timeout=300):
     """Run ``python -m musicseq`` in a subprocess; returns the CompletedProcess."""
     import subprocess

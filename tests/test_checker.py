@@ -5,6 +5,7 @@ from fractions import Fraction as F
 import pytest
 
 from musicseq.notation.checker import check_text
+from tests.conftest import cpu_seconds_small_and_large
 
 
 def _bars(body, meter="4/4", length="1/8"):
@@ -123,30 +124,12 @@ def test_checking_time_grows_linearly_with_line_length(unit, count):
     docs/robustness.md. The 1 MB line at the top end is also the size a
     pasted-in garbage file reaches.
     """
-    import gc
-    import time
 
     def text(n):
         body = unit * n if unit != "x" else '"' + "x" * n
         return "X:1\nM:4/4\nL:1/8\nK:G\n" + body + "\n"
 
-    def seconds(t):
-        start = time.process_time()
-        check_text(t)
-        return time.process_time() - start
-
-    # Best of three, small and large interleaved, without the garbage collector: a busy
-    # machine (the other test worker) slows both sizes alike instead of one of them.
-    texts = text(count), text(4 * count)
-    small = large = float("inf")
-    gc.collect()
-    gc.disable()
-    try:
-        for _ in range(3):
-            small = min(small, seconds(texts[0]))
-            large = min(large, seconds(texts[1]))
-    finally:
-        gc.enable()
+    small, large = cpu_seconds_small_and_large(check_text, text(count), text(4 * count))
     assert large < 9 * max(small, 1e-3), (small, large)
 
 

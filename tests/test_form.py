@@ -20,6 +20,7 @@ from musicseq.notation.form import (
     summarize,
     walk_events,
 )
+from tests.conftest import cpu_seconds_small_and_large
 
 # AABB reel: an upbeat before the first repeat, first and second endings (the first ending's
 # short last bar and the upbeat make one bar), a repeated B part whose bars 5-7 repeat 1-3.
@@ -332,9 +333,7 @@ def test_corpus_test_split_figures_are_plausible(corpus_dir):
 
 def test_analysis_time_grows_linearly():
     """Four times the sections cost about four times as much (a ratio, not a deadline)."""
-    import gc
     import random
-    import time
 
     rng = random.Random(0)
 
@@ -342,23 +341,7 @@ def test_analysis_time_grows_linearly():
         bars = ("".join(rng.choice("ABCDEFG") for _ in range(8)) for _ in range(n))
         return "X:1\nM:4/4\nL:1/8\nK:G\n" + "".join(f"|:{b}:|" for b in bars) + "\n"
 
-    def seconds(t):
-        start = time.process_time()
-        analyze(t)
-        return time.process_time() - start
-
-    # The best of three, sizes interleaved, without the garbage collector: a busy machine
-    # only ever adds time, and to both sizes alike.
-    texts = text(1000), text(4000)
-    small = large = float("inf")
-    gc.collect()
-    gc.disable()
-    try:
-        for _ in range(3):
-            small = min(small, seconds(texts[0]))
-            large = min(large, seconds(texts[1]))
-    finally:
-        gc.enable()
+    small, large = cpu_seconds_small_and_large(analyze, text(1000), text(4000))
     assert large < 9 * max(small, 1e-3), (small, large)
 
 
