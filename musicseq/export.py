@@ -251,7 +251,7 @@ class _Archive:
         captured = {id(v): v for f in self.signatures.values() for v in f.variables}
         self.module.endpoint_variables = list(captured.values())
 
-    def write_out(self, path: str, verbose: bool = False) -> None:
+    def write_out(self, path: str) -> None:
         import tensorflow as tf
 
         tf.saved_model.save(self.module, path, signatures=self.signatures)
@@ -284,7 +284,7 @@ def export_savedmodel(
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
     old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
     try:
-        build_archive(model, model_config, vocab, grammar).write_out(str(tmp), verbose=False)
+        build_archive(model, model_config, vocab, grammar).write_out(str(tmp))
         if target.exists():
             os.replace(target, old)
         os.replace(tmp, target)
