@@ -37,14 +37,21 @@ How it maps onto the reference
   bar line or the end). Inside ``!..!``, annotations, fields and continuations, which only
   texts that left the plain style reach, every character is looked ahead (a ``tf.cond``
   branch; ``full_lookahead=False`` leaves it out of the graph).
+* :meth:`GraphGrammar.plain_allowed_and_next` keeps what the mask computes anyway, the
+  state after every character, so a decoding loop takes the chosen token's state with a
+  gather (:func:`take`) instead of a second step (:meth:`GraphGrammar.advance`, the same
+  states, stays for callers that step without a mask).
+* The branches of the rarer phases (the header, fields, ``[``, chords, grace notes,
+  accidentals) are ``tf.cond``s (``_lazy``) taken only when some stream is in one.
 * The public methods are plain tensor code (no autograph: ``do_not_convert``), so they can be
   called from any ``tf.function`` or ``tf.while_loop`` body.
 * The memoised per-state computations (``_memoized``) only shorten graph building.
 
-Cost (scripts/bench_grammar.py, 2 CPU cores, XLA, ``full_lookahead=False``):
-``plain_allowed`` + ``advance`` take about 3.3 ms per step for 64 streams and 8-9 ms for 200
-(measured while other work ran on the machine), about 90-110 s to compile. The graph of one
-step has about 16k operations; most of the time is per-operation overhead, not arithmetic.
+Cost (scripts/bench_grammar.py, 2 CPU cores, ``full_lookahead=False``, as a graph): the
+mask and next states take about 7.6 ms per step for 64 streams and 13.6 ms for 200, traced
+in about 11 s (before 2026-11-23, mask + ``advance``: 11.0 / 14.6 ms, 20 s). The graph has
+about 12.6k operations; most of the time is per-operation overhead, not arithmetic (XLA
+fuses them, ~3× faster, but compiles for a minute per number of streams).
 
 Limits: at most :data:`MAX_PARTS` parts in a form; forced ``M``/``L``/``K`` values must be
 among :data:`METER_VALUES`/:data:`LENGTHS`/:data:`KEYS` (the corpus's values), a forced title
@@ -260,6 +267,12 @@ def _norm(s: dict, like: tf.Tensor) -> dict:
     """Every field broadcast to the shape of ``like``."""
     shape = tf.shape(like)
     return {k: tf.broadcast_to(tf.convert_to_tensor(v, tf.int32), shape) for k, v in s.items()}
+
+
+def take(next_states, tokens) -> tf.Tensor:
+    """(N, STATE_SIZE): the state after each stream's token, from the second output of
+    :meth:`GraphGrammar.plain_allowed_and_next` (equal to :meth:`GraphGrammar.advance`)."""
+    return tf.gather(next_states, tf.convert_to_tensor(tokens, tf.int32), batch_dims=1)
 
 
 class _Memo:
@@ -654,8 +667,12 @@ class GraphGrammar(tf.Module):
         cfg = self._cfg(config, 2)
         return self._allowed_fields(s, cfg)
 
+    def _char_step(self, s, cfg):
+        """``_step`` for every character of the vocabulary at once: (ok, state after it)."""
+        return self._memoized("chars", s, lambda: self._step(s, self.vocab_codes, cfg))
+
     def _allowed_fields(self, s, cfg):
-        ok, _ = self._step(s, self.vocab_codes, cfg)
+        ok, _ = self._char_step(s, cfg)
         can_end = self._can_end(s, cfg)
         finished = s[FINISHED] > 0
         chars = ok & ~finished
@@ -669,8 +686,36 @@ class GraphGrammar(tf.Module):
         of look-ahead (evaluated for :data:`LOOKAHEAD_CHARS`), falling back to the plain set,
         then to :meth:`allowed`."""
         self._memo = _Memo()
+        return self._plain_fields(self._fields(state, 1), self._cfg(config, 2), config)
+
+    @tf.autograph.experimental.do_not_convert
+    def plain_allowed_and_next(self, state, config) -> tuple[tf.Tensor, tf.Tensor]:
+        """(:meth:`plain_allowed`, (N, V, STATE_SIZE) int32: the state :meth:`advance` gives
+        after each token id) in one graph. The mask already steps every stream over every
+        character; keeping those states lets a decoding loop take its token with a gather
+        (:func:`take`) instead of stepping the grammar again (about half the operations)."""
+        self._memo = _Memo()
         s = self._fields(state, 1)
         cfg = self._cfg(config, 2)
+        plain = self._plain_fields(s, cfg, config)
+        ok, new = self._char_step(s, cfg)
+        new = self._after_char(s, new, self.vocab_codes)
+        like = s[PHASE] + self.vocab_codes * 0  # (N, C)
+
+        def with_reserved(x):  # the reserved ids' columns: never a character's step
+            x = tf.broadcast_to(x, tf.shape(like))
+            return tf.concat([tf.zeros_like(x[:, :3]), x], -1)
+
+        out = self._taken(
+            s,
+            cfg,
+            tf.range(self.n_vocab),
+            with_reserved(ok),
+            {k: with_reserved(v) for k, v in new.items()},
+        )
+        return plain, tf.stack([out[k] for k in range(STATE_SIZE)], -1)
+
+    def _plain_fields(self, s, cfg, config):
         options = self._allowed_fields(s, cfg)
         plain = self._plain_style(options, s[PHASE] >= READY, s[LASTCH], s[PSLUR])
         if self._lookahead:
@@ -754,7 +799,12 @@ class GraphGrammar(tf.Module):
         tokens = tf.convert_to_tensor(tokens, tf.int32)
         code = _gather(tf.concat([tf.zeros([3], tf.int32), self.vocab_codes], 0), tokens)
         ok, new = self._step(s, code, cfg)
-        new = self._after_char(s, new, code)
+        out = self._taken(s, cfg, tokens, ok, self._after_char(s, new, code))
+        return tf.stack([out[k] for k in range(STATE_SIZE)], -1)
+
+    def _taken(self, s, cfg, tokens, ok, new) -> dict:
+        """The state fields after token ids ``tokens``, given the step over their characters
+        (``ok``, ``new``; ignored for the reserved ids)."""
         is_char = tokens >= 3
         can_end = self._can_end(s, cfg)
         finished = s[FINISHED] > 0
@@ -765,7 +815,7 @@ class GraphGrammar(tf.Module):
         rejected = rejected | ~finished & _isin(tokens, [PAD, UNK])
         ended = ~finished & tf.equal(tokens, EOT) & can_end
         out[FINISHED] = tf.where(rejected, 2, tf.where(ended, 1, s[FINISHED]))
-        return tf.stack([out[k] for k in range(STATE_SIZE)], -1)
+        return out
 
     def _after_char(self, s, new, code, apply_close=True):
         """Bookkeeping after a character: last character, plain slur count, pending close."""
@@ -808,7 +858,7 @@ class GraphGrammar(tf.Module):
         like = s[PHASE] + ch * 0
         phase = s[PHASE]
         header = phase < READY
-        ok_h, st_h = self._header(s, ch, cfg)
+        ok_h, st_h = self._lazy(header, lambda: self._header(s, ch, cfg), s, like)
         ok_b, st_b = self._body_step(s, ch, cfg)
         # COL (the reference's step, for body states)
         col = s[COL]
@@ -1135,15 +1185,24 @@ class GraphGrammar(tf.Module):
         p2 = u2[PHASE]
 
         ok_r, st_r = self._ready(u2, ch, cfg, pre)
-        ok_a, st_a = self._acc_char(u2, ch, cfg, pre)
-        ok_lb, st_lb = self._bracket(u2, ch, cfg, pre)
-        ok_ch, st_ch = self._chord(u2, ch, cfg, pre)
-        ok_g, st_g = self._grace(u2, ch, cfg, pre)
+        # The rarer phases' branches run only when some stream is in one.
+        like = p2 + ch * 0
+
+        def lazy(at, compute):
+            return self._lazy(at, compute, u2, like)
+
+        ok_a, st_a = lazy(tf.equal(p2, ACC_), lambda: self._acc_char(u2, ch, cfg, pre))
+        ok_lb, st_lb = lazy(tf.equal(p2, LBRACKET), lambda: self._bracket(u2, ch, cfg, pre))
+        ok_ch, st_ch = lazy(tf.equal(p2, CHORD), lambda: self._chord(u2, ch, cfg, pre))
+        ok_g, st_g = lazy(tf.equal(p2, GRACE), lambda: self._grace(u2, ch, cfg, pre))
         ok_q, st_q = self._quote(u2, ch)
         ok_b, st_b = self._bang(u2, ch)
         colon = tf.equal(ch, ord(":"))
         st_colon = _upd(u, phase=tf.where(fc, FIELD_VALUE, INLINE_VALUE), node=0, flag=0)
-        ok_f, st_f = self._field_char(u2, ch, tf.equal(p2, INLINE_VALUE), cfg)
+        ok_f, st_f = lazy(
+            _isin(p2, [FIELD_VALUE, INLINE_VALUE]),
+            lambda: self._field_char(u2, ch, tf.equal(p2, INLINE_VALUE), cfg),
+        )
         newline = tf.equal(ch, 10)
         dispatch = [
             (fc & colon, True, st_colon),
@@ -1238,6 +1297,34 @@ class GraphGrammar(tf.Module):
         if got is None:  # the state is kept with the value: the ids stay unique
             got = self._memo.table[key] = (dict(s), compute())
         return got[1]
+
+    def _lazy(self, active, compute, s: dict, like) -> tuple[tf.Tensor, dict]:
+        """``compute()`` → (ok, state), evaluated only when some stream is ``active`` (a
+        ``tf.cond``): for a case of :func:`_choose` whose condition is ``active``, whose
+        values do not matter when no stream takes it. Otherwise (False, ``s``). The branch
+        returns only the fields it changed (the others stay ``s``'s tensors, which keeps
+        ``_choose`` from selecting them), both branches broadcast to the shape of ``like``;
+        it works on a copy of the memo, so that nothing it computes is reused outside it."""
+        changed: list[int] = []
+        outer = self._memo
+        shape = tf.shape(like)
+
+        def run():
+            self._memo = _Memo()
+            self._memo.table = dict(outer.table)
+            try:
+                ok, st = compute()
+            finally:
+                self._memo = outer
+            changed.extend(k for k in sorted(st) if st[k] is not s[k])
+            ok = tf.broadcast_to(tf.convert_to_tensor(ok, tf.bool), shape)
+            return ok, [tf.broadcast_to(st[k], shape) for k in changed]
+
+        def skip():  # traced after run(): `changed` is known
+            return tf.zeros(shape, tf.bool), [tf.broadcast_to(s[k], shape) for k in changed]
+
+        ok, values = tf.cond(tf.reduce_any(active), run, skip)
+        return ok, {**s, **dict(zip(changed, values))}
 
     def _settle(self, s, cfg):
         """``_Machine.settle``: finish a note or bar token that could end here."""

@@ -192,30 +192,29 @@ class GrammarMask(LogitsProcessor):
     def __init__(self, grammar, config, close_step):
         self.grammar, self.config, self.close_step = grammar, config, close_step
 
-    # The state is (grammar state, the tokens not yet taken, their close flags, whether there
-    # are any): ``advance`` only records the tokens; ``prepare`` at the next loop step takes
-    # them, side by side with the model's step, which needs the same tokens.
+    # The state is (grammar state, plain mask, the state after each token): ``prepare``
+    # computes the last two (``plain_allowed_and_next``) side by side with the model's step;
+    # ``advance`` takes the chosen token's state from them, a gather instead of a step.
 
     def initial(self, num):
         import tensorflow as tf
 
-        pending = tf.fill([num], PAD)
-        return (self.grammar.initial(self.config), pending, pending > 0, tf.constant(False))
+        from musicseq.grammar_graph import STATE_SIZE
+
+        width = self.grammar.n_vocab
+        return (
+            self.grammar.initial(self.config),
+            tf.zeros([num, width], tf.bool),
+            tf.zeros([num, width, STATE_SIZE], tf.int32),
+        )
 
     def prepare(self, state):
-        import tensorflow as tf
-
-        grammar_state, pending, closing, any_pending = state
-        taken = self.grammar.close(
-            self.grammar.advance(grammar_state, self.config, pending), closing
-        )
-        grammar_state = tf.where(any_pending, taken, grammar_state)
-        return grammar_state, pending, closing, tf.constant(False)
+        return (state[0], *self.grammar.plain_allowed_and_next(state[0], self.config))
 
     def __call__(self, logits, state):
         import tensorflow as tf
 
-        allowed = self.grammar.plain_allowed(state[0], self.config)
+        allowed = state[1]
         stuck = ~tf.reduce_any(allowed, axis=-1, keepdims=True)
         allowed = allowed | (stuck & tf.equal(tf.range(tf.shape(allowed)[1]), EOT)[None, :])
         return tf.where(allowed, logits, NEG_INF)
@@ -223,8 +222,10 @@ class GrammarMask(LogitsProcessor):
     def advance(self, state, tokens, step):
         import tensorflow as tf
 
+        from musicseq.grammar_graph import take
+
         closing = tf.fill(tf.shape(tokens), step + 1 >= self.close_step)
-        return state[0], tokens, closing, tf.constant(True)
+        return (self.grammar.close(take(state[2], tokens), closing), state[1], state[2])
 
 
 # Repeat bias: bars are compared by their music only, as :func:`repeat_candidates` splits them.
@@ -400,9 +401,9 @@ class RepeatBias(LogitsProcessor):
 class CompiledGrammar:
     """A :class:`musicseq.grammar_graph.GraphGrammar` whose heavy methods are traced once.
 
-    ``plain_allowed`` and ``advance`` build large graphs; wrapped in ``tf.function``s with
-    input signatures (any number of streams) they are traced once per process and
-    vocabulary, and every decoding loop that uses them calls the same traced function.
+    ``plain_allowed_and_next`` builds a large graph; wrapped in a ``tf.function`` with an
+    input signature (any number of streams) it is traced once per process and vocabulary,
+    and every decoding loop that uses it calls the same traced function.
     """
 
     def __init__(self, chars, full_lookahead: bool = False):
@@ -413,14 +414,11 @@ class CompiledGrammar:
         self.graph = GraphGrammar(chars, full_lookahead=full_lookahead)
         state = tf.TensorSpec([None, STATE_SIZE], tf.int32)
         config = tf.TensorSpec([None, CONFIG_SIZE], tf.int32)
-        tokens = tf.TensorSpec([None], tf.int32)
         compiled = dict(autograph=False)
-        self.plain_allowed = tf.function(
-            self.graph.plain_allowed, input_signature=[state, config], **compiled
+        self.plain_allowed_and_next = tf.function(
+            self.graph.plain_allowed_and_next, input_signature=[state, config], **compiled
         )
-        self.advance = tf.function(
-            self.graph.advance, input_signature=[state, config, tokens], **compiled
-        )
+        self.n_vocab = self.graph.n_vocab
         self.initial, self.close, self.plans = (
             self.graph.initial,
             self.graph.close,

@@ -1,11 +1,12 @@
-"""Milliseconds per decoding step of the TensorFlow grammar (plain_allowed + advance).
+"""Milliseconds per decoding step of the TensorFlow grammar (the plain mask and the next state).
 
     TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python scripts/bench_grammar.py [--steps 200] [--runs 5]
 
 For N = 64 and N = 200 streams (forms AABB / AB / free, forced meters and keys, a tonic
 cadence), a compiled ``tf.while_loop`` takes ``--steps`` steps: the plain mask, a uniform
-draw among the allowed tokens, ``advance``. Prints the median over ``--runs`` of ms per step,
-and the same for ``allowed`` alone, jit-compiled (XLA) and not.
+draw among the allowed tokens, the next state (``plain_allowed_and_next`` and ``take``, as
+the decoding loop). Prints the median over ``--runs`` of ms per step, as a graph and (with
+``--xla``) jit-compiled.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from musicseq.grammar_graph import GraphGrammar
+from musicseq.grammar_graph import GraphGrammar, take
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANS = [
@@ -32,14 +33,16 @@ PLANS = [
 def loop(grammar: GraphGrammar, masked: str, steps: int, jit: bool):
     def run(state, config, seed):
         def body(i, state):
-            if masked == "plain":
-                mask = grammar.plain_allowed(state, config)
+            if masked == "plain":  # as the decoding loop: the next states come with the mask
+                mask, next_states = grammar.plain_allowed_and_next(state, config)
             else:
                 mask = grammar.allowed(state, config)
             logits = tf.where(mask, 0.0, float("-inf"))
             tokens = tf.random.stateless_categorical(
                 logits, 1, seed=tf.stack([seed, i]), dtype=tf.int32
             )[:, 0]
+            if masked == "plain":
+                return i + 1, take(next_states, tokens)
             return i + 1, grammar.advance(state, config, tokens)
 
         _, state = tf.while_loop(lambda i, s: i < steps, body, (tf.constant(0), state))
@@ -52,11 +55,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--xla", action="store_true", help="also time the loop compiled by XLA (~60 s to compile)"
+    )
     args = parser.parse_args()
     chars = json.loads((ROOT / "saved_models/folk-transformer/vocab.json").read_text())["chars"]
     # The decoding loop's grammar: no look-ahead inside !..!, "..", fields (see GraphGrammar).
     grammar = GraphGrammar(chars, full_lookahead=False)
-    for masked, jit in (("plain", True),):
+    for masked, jit in [("plain", False)] + [("plain", True)] * args.xla:
         for n in (64, 200):
             config = tf.constant(grammar.plans([PLANS[i % len(PLANS)] for i in range(n)]))
             fn = loop(grammar, masked, args.steps, jit)
@@ -69,7 +75,7 @@ def main() -> None:
                 start = time.perf_counter()
                 fn(state, config, tf.constant(run + 1)).numpy()
                 times.append((time.perf_counter() - start) * 1000 / args.steps)
-            label = f"{masked}_allowed + advance" if masked == "plain" else "allowed + advance"
+            label = "plain_allowed_and_next + take" if masked == "plain" else "allowed + advance"
             print(
                 f"{label:28s} jit={jit!s:5s} N={n:3d}: {statistics.median(times):.2f} ms/step"
                 f" (runs: {', '.join(f'{t:.2f}' for t in times)})",

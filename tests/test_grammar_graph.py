@@ -22,6 +22,7 @@ from musicseq.grammar_graph import (  # noqa: E402
     MAX_PARTS,
     PAD,
     GraphGrammar,
+    take,
 )
 from musicseq.notation.grammar import END, GrammarError, TuneGrammar  # noqa: E402
 
@@ -53,7 +54,7 @@ def grammar(header="template"):
 
 @cache
 def compiled(header="template"):
-    """allowed, plain_allowed, advance and close as graphs traced once (any N)."""
+    """allowed, plain_allowed_and_next, advance and close as graphs traced once (any N)."""
     from musicseq.grammar_graph import CONFIG_SIZE, STATE_SIZE
 
     g = grammar(header)
@@ -62,7 +63,7 @@ def compiled(header="template"):
     row = tf.TensorSpec([None], tf.int32)
     return (
         tf.function(g.allowed, input_signature=[state, config]),
-        tf.function(g.plain_allowed, input_signature=[state, config]),
+        tf.function(g.plain_allowed_and_next, input_signature=[state, config]),
         tf.function(g.advance, input_signature=[state, config, row]),
         tf.function(g.close, input_signature=[state, tf.TensorSpec([None], tf.bool)]),
     )
@@ -111,8 +112,9 @@ def shown(row):
 
 
 def replay(walks, plans, check_plain=True, header="template"):
-    """Replay the walks as one batch; assert the masks at every position."""
-    allowed_fn, plain_fn, advance_fn, close_fn = compiled(header)
+    """Replay the walks as one batch; assert the masks at every position, and that the
+    next states the plain mask computes for every token are ``advance``'s."""
+    allowed_fn, plain_next_fn, advance_fn, close_fn = compiled(header)
     g = grammar(header)
     config = tf.constant(g.plans(plans))
     state = g.initial(config)
@@ -121,7 +123,7 @@ def replay(walks, plans, check_plain=True, header="template"):
         if close_mask.any():
             state = close_fn(state, tf.constant(close_mask))
         got_allowed = allowed_fn(state, config).numpy()
-        got_plain = plain_fn(state, config).numpy() if check_plain else None
+        got_plain, next_states = plain_next_fn(state, config)
         tokens = np.full(len(walks), PAD, np.int32)
         for b, w in enumerate(walks):
             if t >= len(w):
@@ -130,9 +132,10 @@ def replay(walks, plans, check_plain=True, header="template"):
             text = "".join(x[3] for x in w[:t] if x[3] != END)
             assert shown(got_allowed[b]) == shown(mask(allowed)), (b, t, text[-60:])
             if check_plain:
-                assert shown(got_plain[b]) == shown(mask(plain)), (b, t, text[-60:])
+                assert shown(got_plain.numpy()[b]) == shown(mask(plain)), (b, t, text[-60:])
             tokens[b] = EOT if ch == END else IDS[ch]
         state = advance_fn(state, config, tf.constant(tokens))
+        np.testing.assert_array_equal(take(next_states, tokens).numpy(), state.numpy())
     return state
 
 
