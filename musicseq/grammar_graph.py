@@ -39,7 +39,7 @@ How it maps onto the reference
   branch; ``full_lookahead=False`` leaves it out of the graph).
 * :meth:`GraphGrammar.plain_allowed_and_next` keeps what the mask computes anyway, the
   state after every character, so a decoding loop takes the chosen token's state with a
-  gather (:func:`take`) instead of a second step (:meth:`GraphGrammar.advance`, the same
+  gather (:meth:`GraphGrammar.take`) instead of a second step (:meth:`GraphGrammar.advance`, the same
   states, stays for callers that step without a mask).
 * The branches of the rarer phases (the header, fields, ``[``, chords, grace notes,
   accidentals) are ``tf.cond``s (``_lazy``) taken only when some stream is in one.
@@ -267,12 +267,6 @@ def _norm(s: dict, like: tf.Tensor) -> dict:
     """Every field broadcast to the shape of ``like``."""
     shape = tf.shape(like)
     return {k: tf.broadcast_to(tf.convert_to_tensor(v, tf.int32), shape) for k, v in s.items()}
-
-
-def take(next_states, tokens) -> tf.Tensor:
-    """(N, STATE_SIZE): the state after each stream's token, from the second output of
-    :meth:`GraphGrammar.plain_allowed_and_next` (equal to :meth:`GraphGrammar.advance`)."""
-    return tf.gather(next_states, tf.convert_to_tensor(tokens, tf.int32), batch_dims=1)
 
 
 class _Memo:
@@ -669,7 +663,7 @@ class GraphGrammar(tf.Module):
 
     def _char_step(self, s, cfg):
         """``_step`` for every character of the vocabulary at once: (ok, state after it)."""
-        return self._memoized("chars", s, lambda: self._step(s, self.vocab_codes, cfg))
+        return self._memoized("chars", s, lambda: self._step(s, self.vocab_codes, cfg, False))
 
     def _allowed_fields(self, s, cfg):
         ok, _ = self._char_step(s, cfg)
@@ -689,31 +683,49 @@ class GraphGrammar(tf.Module):
         return self._plain_fields(self._fields(state, 1), self._cfg(config, 2), config)
 
     @tf.autograph.experimental.do_not_convert
-    def plain_allowed_and_next(self, state, config) -> tuple[tf.Tensor, tf.Tensor]:
-        """(:meth:`plain_allowed`, (N, V, STATE_SIZE) int32: the state :meth:`advance` gives
-        after each token id) in one graph. The mask already steps every stream over every
-        character; keeping those states lets a decoding loop take its token with a gather
-        (:func:`take`) instead of stepping the grammar again (about half the operations)."""
+    def plain_allowed_and_next(self, state, config) -> tuple[tf.Tensor, tuple]:
+        """(:meth:`plain_allowed`, the step the mask took): the mask already steps every
+        stream over every character; :meth:`take` finishes that step for the token chosen
+        (a gather), which equals :meth:`advance` without stepping the grammar again. The
+        step is (ok (N, C), can_end (N, 1), the state fields, each (N, C) or (N, 1) where
+        the character does not change it)."""
         self._memo = _Memo()
         s = self._fields(state, 1)
         cfg = self._cfg(config, 2)
         plain = self._plain_fields(s, cfg, config)
         ok, new = self._char_step(s, cfg)
-        new = self._after_char(s, new, self.vocab_codes)
-        like = s[PHASE] + self.vocab_codes * 0  # (N, C)
+        narrow = tf.shape(s[PHASE])
+        wide = tf.shape(s[PHASE] + self.vocab_codes * 0)  # (N, C)
 
-        def with_reserved(x):  # the reserved ids' columns: never a character's step
-            x = tf.broadcast_to(x, tf.shape(like))
-            return tf.concat([tf.zeros_like(x[:, :3]), x], -1)
+        def kept(x):  # as narrow as the character allows
+            x = tf.convert_to_tensor(x)
+            if x.shape.rank == 2 and x.shape[-1] == self.n_vocab - 3:
+                return x
+            if x.shape.rank == 0 or (x.shape.rank is not None and x.shape[-1] == 1):
+                return tf.broadcast_to(x, narrow)
+            return tf.broadcast_to(x, wide)
 
-        out = self._taken(
-            s,
-            cfg,
-            tf.range(self.n_vocab),
-            with_reserved(ok),
-            {k: with_reserved(v) for k, v in new.items()},
-        )
-        return plain, tf.stack([out[k] for k in range(STATE_SIZE)], -1)
+        fields = tuple(kept(new[k]) for k in range(STATE_SIZE))
+        return plain, (kept(ok), tf.broadcast_to(self._can_end(s, cfg), narrow), fields)
+
+    @tf.autograph.experimental.do_not_convert
+    def take(self, state, tokens, step) -> tf.Tensor:
+        """:meth:`advance` for token ids ``tokens`` (N,), from the ``step`` that
+        :meth:`plain_allowed_and_next` returned for ``state``."""
+        ok, can_end, fields = step
+        s = self._fields(state)
+        tokens = tf.convert_to_tensor(tokens, tf.int32)
+        column = tf.maximum(tokens - 3, 0)
+
+        def pick(x):  # (N, C) or (N, 1) -> (N,)
+            if x.shape[-1] == 1:
+                return x[:, 0]
+            return tf.gather(x, column, batch_dims=1)
+
+        new = {k: pick(fields[k]) for k in range(STATE_SIZE)}
+        code = _gather(tf.concat([tf.zeros([3], tf.int32), self.vocab_codes], 0), tokens)
+        out = self._taken(s, tokens, pick(ok), self._after_char(s, new, code), can_end[:, 0])
+        return tf.stack([out[k] for k in range(STATE_SIZE)], -1)
 
     def _plain_fields(self, s, cfg, config):
         options = self._allowed_fields(s, cfg)
@@ -799,14 +811,14 @@ class GraphGrammar(tf.Module):
         tokens = tf.convert_to_tensor(tokens, tf.int32)
         code = _gather(tf.concat([tf.zeros([3], tf.int32), self.vocab_codes], 0), tokens)
         ok, new = self._step(s, code, cfg)
-        out = self._taken(s, cfg, tokens, ok, self._after_char(s, new, code))
+        new = self._after_char(s, new, code)
+        out = self._taken(s, tokens, ok, new, self._can_end(s, cfg))
         return tf.stack([out[k] for k in range(STATE_SIZE)], -1)
 
-    def _taken(self, s, cfg, tokens, ok, new) -> dict:
+    def _taken(self, s, tokens, ok, new, can_end) -> dict:
         """The state fields after token ids ``tokens``, given the step over their characters
-        (``ok``, ``new``; ignored for the reserved ids)."""
+        (``ok``, ``new``; ignored for the reserved ids) and whether the tune may end."""
         is_char = tokens >= 3
-        can_end = self._can_end(s, cfg)
         finished = s[FINISHED] > 0
         out = {}
         for k in range(STATE_SIZE):
@@ -852,8 +864,9 @@ class GraphGrammar(tf.Module):
 
     # --- the step (``_Machine.step``) --------------------------------------------------------
 
-    def _step(self, s: dict, ch, cfg: dict) -> tuple[tf.Tensor, dict]:
-        """(ok, state after ``ch``) for state fields ``s`` broadcast against codes ``ch``."""
+    def _step(self, s: dict, ch, cfg: dict, norm: bool = True) -> tuple[tf.Tensor, dict]:
+        """(ok, state after ``ch``) for state fields ``s`` broadcast against codes ``ch``
+        (with ``norm=False`` a field the character does not change may stay narrower)."""
         ch = tf.convert_to_tensor(ch, tf.int32)
         like = s[PHASE] + ch * 0
         phase = s[PHASE]
@@ -875,7 +888,7 @@ class GraphGrammar(tf.Module):
         st_b = dict(st_b)
         st_b[COL] = tf.where(st_b[PHASE] >= READY, new_col, st_b[COL])
         ok, out = _choose([(header, ok_h, st_h), (True, ok_b, st_b)], s)
-        return ok, _norm(out, like)
+        return ok, (_norm(out, like) if norm else out)
 
     def _c(self, name, ch):
         return _gather(self._cls[name], ch)

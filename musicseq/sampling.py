@@ -192,21 +192,13 @@ class GrammarMask(LogitsProcessor):
     def __init__(self, grammar, config, close_step):
         self.grammar, self.config, self.close_step = grammar, config, close_step
 
-    # The state is (grammar state, plain mask, the state after each token): ``prepare``
-    # computes the last two (``plain_allowed_and_next``) side by side with the model's step;
-    # ``advance`` takes the chosen token's state from them, a gather instead of a step.
+    # The state is (grammar state, plain mask, the grammar's step over every character):
+    # ``prepare`` computes the last two (``plain_allowed_and_next``) side by side with the
+    # model's step; ``advance`` finishes the step for the chosen token (``take``, a gather).
 
     def initial(self, num):
-        import tensorflow as tf
-
-        from musicseq.grammar_graph import STATE_SIZE
-
-        width = self.grammar.n_vocab
-        return (
-            self.grammar.initial(self.config),
-            tf.zeros([num, width], tf.bool),
-            tf.zeros([num, width, STATE_SIZE], tf.int32),
-        )
+        state = self.grammar.initial(self.config)
+        return (state, *self.grammar.plain_allowed_and_next(state, self.config))
 
     def prepare(self, state):
         return (state[0], *self.grammar.plain_allowed_and_next(state[0], self.config))
@@ -222,10 +214,9 @@ class GrammarMask(LogitsProcessor):
     def advance(self, state, tokens, step):
         import tensorflow as tf
 
-        from musicseq.grammar_graph import take
-
         closing = tf.fill(tf.shape(tokens), step + 1 >= self.close_step)
-        return (self.grammar.close(take(state[2], tokens), closing), state[1], state[2])
+        taken = self.grammar.take(state[0], tokens, state[2])
+        return (self.grammar.close(taken, closing), state[1], state[2])
 
 
 # Repeat bias: bars are compared by their music only, as :func:`repeat_candidates` splits them.
@@ -418,9 +409,9 @@ class CompiledGrammar:
         self.plain_allowed_and_next = tf.function(
             self.graph.plain_allowed_and_next, input_signature=[state, config], **compiled
         )
-        self.n_vocab = self.graph.n_vocab
-        self.initial, self.close, self.plans = (
+        self.initial, self.take, self.close, self.plans = (
             self.graph.initial,
+            self.graph.take,
             self.graph.close,
             self.graph.plans,
         )

@@ -22,7 +22,6 @@ from musicseq.grammar_graph import (  # noqa: E402
     MAX_PARTS,
     PAD,
     GraphGrammar,
-    take,
 )
 from musicseq.notation.grammar import END, GrammarError, TuneGrammar  # noqa: E402
 
@@ -116,6 +115,7 @@ def replay(walks, plans, check_plain=True, header="template"):
     next states the plain mask computes for every token are ``advance``'s."""
     allowed_fn, plain_next_fn, advance_fn, close_fn = compiled(header)
     g = grammar(header)
+    take_fn = tf.function(g.take)
     config = tf.constant(g.plans(plans))
     state = g.initial(config)
     for t in range(max(len(w) for w in walks)):
@@ -123,7 +123,8 @@ def replay(walks, plans, check_plain=True, header="template"):
         if close_mask.any():
             state = close_fn(state, tf.constant(close_mask))
         got_allowed = allowed_fn(state, config).numpy()
-        got_plain, next_states = plain_next_fn(state, config)
+        got_plain, step = plain_next_fn(state, config)
+        before = state
         tokens = np.full(len(walks), PAD, np.int32)
         for b, w in enumerate(walks):
             if t >= len(w):
@@ -135,7 +136,7 @@ def replay(walks, plans, check_plain=True, header="template"):
                 assert shown(got_plain.numpy()[b]) == shown(mask(plain)), (b, t, text[-60:])
             tokens[b] = EOT if ch == END else IDS[ch]
         state = advance_fn(state, config, tf.constant(tokens))
-        np.testing.assert_array_equal(take(next_states, tokens).numpy(), state.numpy())
+        np.testing.assert_array_equal(take_fn(before, tf.constant(tokens), step).numpy(), state)
     return state
 
 
