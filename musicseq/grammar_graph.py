@@ -48,10 +48,10 @@ How it maps onto the reference
 * The memoised per-state computations (``_memoized``) only shorten graph building.
 
 Cost (scripts/bench_grammar.py, 2 CPU cores, ``full_lookahead=False``, as a graph): the
-mask and next states take about 7.6 ms per step for 64 streams and 13.6 ms for 200, traced
-in about 11 s (before 2026-11-23, mask + ``advance``: 11.0 / 14.6 ms, 20 s). The graph has
-about 12.6k operations; most of the time is per-operation overhead, not arithmetic (XLA
-fuses them, ~3× faster, but compiles for a minute per number of streams).
+mask with its step, then ``take``, about 6.3 / 8.4 / 16.7 ms per step for 8 / 64 / 200
+streams, traced in 12-15 s (mask then ``advance``: 9.0 / 11.1 / 15.6 ms, 22-25 s). The
+graph has about 12.7k operations; at small batches the time is per-operation overhead, not
+arithmetic (XLA fuses them, ~3× faster, but compiles for a minute per number of streams).
 
 Limits: at most :data:`MAX_PARTS` parts in a form; forced ``M``/``L``/``K`` values must be
 among :data:`METER_VALUES`/:data:`LENGTHS`/:data:`KEYS` (the corpus's values), a forced title

@@ -201,7 +201,12 @@ class GrammarMask(LogitsProcessor):
         return (state, *self.grammar.plain_allowed_and_next(state, self.config))
 
     def prepare(self, state):
-        return (state[0], *self.grammar.plain_allowed_and_next(state[0], self.config))
+        import tensorflow as tf
+
+        new = (state[0], *self.grammar.plain_allowed_and_next(state[0], self.config))
+        for now, before in zip(tf.nest.flatten(new), tf.nest.flatten(state)):
+            now.set_shape(before.shape)  # as many streams as before (a static count stays)
+        return new
 
     def __call__(self, logits, state):
         import tensorflow as tf
@@ -215,8 +220,9 @@ class GrammarMask(LogitsProcessor):
         import tensorflow as tf
 
         closing = tf.fill(tf.shape(tokens), step + 1 >= self.close_step)
-        taken = self.grammar.take(state[0], tokens, state[2])
-        return (self.grammar.close(taken, closing), state[1], state[2])
+        taken = self.grammar.close(self.grammar.take(state[0], tokens, state[2]), closing)
+        taken.set_shape(state[0].shape)
+        return (taken, state[1], state[2])
 
 
 # Repeat bias: bars are compared by their music only, as :func:`repeat_candidates` splits them.
