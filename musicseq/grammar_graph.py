@@ -39,8 +39,8 @@ How it maps onto the reference
   branch; ``full_lookahead=False`` leaves it out of the graph).
 * :meth:`GraphGrammar.plain_allowed_and_next` keeps what the mask computes anyway, the
   state after every character, so a decoding loop takes the chosen token's state with a
-  gather (:meth:`GraphGrammar.take`) instead of a second step (:meth:`GraphGrammar.advance`, the same
-  states, stays for callers that step without a mask).
+  gather (:meth:`GraphGrammar.take`) instead of a second step (:meth:`GraphGrammar.advance`,
+  the same states, stays for callers that step without a mask).
 * The branches of the rarer phases (the header, fields, ``[``, chords, grace notes,
   accidentals) are ``tf.cond``s (``_lazy``) taken only when some stream is in one.
 * The public methods are plain tensor code (no autograph: ``do_not_convert``), so they can be
@@ -723,9 +723,8 @@ class GraphGrammar(tf.Module):
             return tf.gather(x, column, batch_dims=1)
 
         new = {k: pick(fields[k]) for k in range(STATE_SIZE)}
-        code = _gather(tf.concat([tf.zeros([3], tf.int32), self.vocab_codes], 0), tokens)
-        out = self._taken(s, tokens, pick(ok), self._after_char(s, new, code), can_end[:, 0])
-        return tf.stack([out[k] for k in range(STATE_SIZE)], -1)
+        code = self._token_codes(tokens)
+        return self._taken(s, tokens, pick(ok), self._after_char(s, new, code), can_end[:, 0])
 
     def _plain_fields(self, s, cfg, config):
         options = self._allowed_fields(s, cfg)
@@ -809,15 +808,18 @@ class GraphGrammar(tf.Module):
         s = self._fields(state)
         cfg = self._cfg(config, 1)
         tokens = tf.convert_to_tensor(tokens, tf.int32)
-        code = _gather(tf.concat([tf.zeros([3], tf.int32), self.vocab_codes], 0), tokens)
+        code = self._token_codes(tokens)
         ok, new = self._step(s, code, cfg)
-        new = self._after_char(s, new, code)
-        out = self._taken(s, tokens, ok, new, self._can_end(s, cfg))
-        return tf.stack([out[k] for k in range(STATE_SIZE)], -1)
+        return self._taken(s, tokens, ok, self._after_char(s, new, code), self._can_end(s, cfg))
 
-    def _taken(self, s, tokens, ok, new, can_end) -> dict:
-        """The state fields after token ids ``tokens``, given the step over their characters
-        (``ok``, ``new``; ignored for the reserved ids) and whether the tune may end."""
+    def _token_codes(self, tokens):
+        """The character code of each token id (0 for the reserved ids)."""
+        return _gather(tf.concat([tf.zeros([3], tf.int32), self.vocab_codes], 0), tokens)
+
+    def _taken(self, s, tokens, ok, new, can_end) -> tf.Tensor:
+        """(N, STATE_SIZE): the state after token ids ``tokens``, given the step over their
+        characters (``ok``, ``new``; ignored for the reserved ids) and whether the tune may
+        end."""
         is_char = tokens >= 3
         finished = s[FINISHED] > 0
         out = {}
@@ -827,7 +829,7 @@ class GraphGrammar(tf.Module):
         rejected = rejected | ~finished & _isin(tokens, [PAD, UNK])
         ended = ~finished & tf.equal(tokens, EOT) & can_end
         out[FINISHED] = tf.where(rejected, 2, tf.where(ended, 1, s[FINISHED]))
-        return out
+        return tf.stack([out[k] for k in range(STATE_SIZE)], -1)
 
     def _after_char(self, s, new, code, apply_close=True):
         """Bookkeeping after a character: last character, plain slur count, pending close."""

@@ -2,8 +2,8 @@
 
     TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python scripts/bench_grammar.py [--steps 200] [--runs 5]
 
-For N = 8, 64 and 200 streams (``--streams``) (forms AABB / AB / free, forced meters and keys, a tonic
-cadence), a compiled ``tf.while_loop`` takes ``--steps`` steps: the plain mask, a uniform
+For N = 8, 64 and 200 streams (``--streams``; forms AABB / AB / free, forced meters and keys,
+a tonic cadence), a compiled ``tf.while_loop`` takes ``--steps`` steps: the plain mask, a uniform
 draw among the allowed tokens, the next state (``plain_allowed_and_next`` and ``take``, as
 the decoding loop; against ``plain_allowed`` then ``advance``, a second step for the token).
 Prints the median over ``--runs`` of ms per step, as a graph and (with ``--xla``)
@@ -36,10 +36,8 @@ def loop(grammar: GraphGrammar, masked: str, steps: int, jit: bool):
         def body(i, state):
             if masked == "plain":  # as the decoding loop: the next states come with the mask
                 mask, step = grammar.plain_allowed_and_next(state, config)
-            elif masked == "plain+advance":  # the mask, then a second step for the token
+            else:  # "plain+advance": the mask, then a second step for the token
                 mask = grammar.plain_allowed(state, config)
-            else:
-                mask = grammar.allowed(state, config)
             logits = tf.where(mask, 0.0, float("-inf"))
             tokens = tf.random.stateless_categorical(
                 logits, 1, seed=tf.stack([seed, i]), dtype=tf.int32
@@ -83,7 +81,7 @@ def main() -> None:
             label = {
                 "plain": "plain_allowed_and_next + take",
                 "plain+advance": "plain_allowed + advance",
-            }.get(masked, "allowed + advance")
+            }[masked]
             print(
                 f"{label:28s} jit={jit!s:5s} N={n:3d}: {statistics.median(times):.2f} ms/step"
                 f" (runs: {', '.join(f'{t:.2f}' for t in times)})",
