@@ -745,13 +745,24 @@ class GraphGrammar(tf.Module):
     def _exotic_dead(self, s, cfg, config, dead):  # see also needs_full_lookahead()
         """The look-ahead for every character, for streams inside ``!..!``, ``".."``, a field
         or a continuation (phases the plain style itself never enters); only evaluated when
-        some stream is in one (``tf.cond``)."""
+        some stream is in one (``tf.cond``). The branch is a function of its own that is
+        never inlined: a second grammar step for every character (~16k graph nodes), it is
+        optimised and instantiated only when first taken, not with the loop around it (a
+        SavedModel's first constrained call 31-36 s -> 20-24 s, docs/benchmarks.md). Like
+        :meth:`_lazy`, it works on a copy of the memo."""
         exotic = (s[PHASE] >= READY) & ~_isin(s[PHASE], list(_PLAIN_PHASES))  # (N, 1)
-        return tf.cond(
-            tf.reduce_any(exotic),
-            lambda: self._dead(s, cfg, config, self.chars) & exotic,
-            lambda: tf.zeros_like(dead),
-        )
+        outer = self._memo
+
+        def look():
+            self._memo = _Memo()
+            self._memo.table = dict(outer.table)
+            try:
+                return self._dead(s, cfg, config, self.chars) & exotic
+            finally:
+                self._memo = outer
+
+        look = tf.function(look, autograph=False, experimental_attributes={"_noinline": True})
+        return tf.cond(tf.reduce_any(exotic), look, lambda: tf.zeros_like(dead))
 
     def _dead(self, s, cfg, config, chars):
         """(N, V): the characters of ``chars`` after which the plain style has nothing left
