@@ -8,8 +8,9 @@
    already filled to that position (not the difference of two noisy totals), median and
    spread of the rounds, this tree against the baseline commit (attention over the whole
    cache) run from a git worktree of it.
-3. Free sampling of the shipped default at 64 streams, ~300 characters a tune: this tree
-   against the baseline, interleaved rounds.
+3. Free sampling at 64 streams, ~300 characters a tune: a Transformer of the shipped
+   default's shape, this tree against the baseline, interleaved rounds; and the shipped
+   default itself in this tree.
 4. Constrained against free decoding, per loop step, at 64 and 200 streams (the grammar in
    the compiled loop).
 
@@ -65,12 +66,9 @@ def measure_positions(streams: int) -> dict:
     import keras
     import tensorflow as tf
 
-    from musicseq.config import ModelConfig
     from musicseq.models import build_model, step_function
 
-    config = ModelConfig(
-        kind="transformer", vocab_size=98, units=256, num_layers=4, num_heads=8, context=512
-    )
+    config = transformer_config(98)
     keras.utils.set_random_seed(0)
     model = build_model(config)
     initial_state, step = step_function(model, config)
@@ -95,20 +93,47 @@ def measure_positions(streams: int) -> dict:
     return out
 
 
-def measure_free_shipped(streams: int, length: int) -> float:
-    """chars/s of free sampling with the shipped default (no early stop)."""
-    from musicseq.modeldir import ModelDir
+CHARS = [chr(c) for c in range(32, 127)] + ["\n"]  # a vocabulary the size of the corpus's
+
+
+def transformer_config(vocab_size: int):
+    """The shipped default's shape, as the baseline knows it (characters only)."""
+    from musicseq.config import ModelConfig
+
+    return ModelConfig(
+        kind="transformer", vocab_size=vocab_size, units=256, num_layers=4, num_heads=8, context=512
+    )
+
+
+def measure_free(streams: int, length: int, shipped: bool = False) -> float:
+    """chars/s of free sampling (no early stop): a Transformer of the shipped default's shape
+    with random weights, which both trees can build (the baseline cannot load today's shipped
+    default: its metrical and tonal inputs came later), or with ``shipped`` the shipped default
+    itself (this tree only)."""
+    import keras
+
+    from musicseq.models import build_model
     from musicseq.sampling import sampler_for
     from musicseq.vocab import EOT
 
-    loaded = ModelDir.load(SHIPPED)
-    no_stop(loaded.model)
+    if shipped:
+        from musicseq.modeldir import ModelDir
+
+        loaded = ModelDir.load(SHIPPED)
+        model, config, prime = loaded.model, loaded.config, loaded.vocab.encode("X:1\n")
+    else:
+        from musicseq.vocab import Vocab
+
+        vocab = Vocab(CHARS)
+        config = transformer_config(len(vocab))
+        keras.utils.set_random_seed(0)
+        model, prime = build_model(config), vocab.encode("X:1\n")
+    no_stop(model)
     try:
-        sampler = sampler_for(loaded.model, loaded.config, loaded.vocab)
+        sampler = sampler_for(model, config, loaded.vocab if shipped else None)
     except TypeError:  # the baseline's sampler takes no vocabulary
-        sampler = sampler_for(loaded.model, loaded.config)
-    prime = [EOT] + loaded.vocab.encode("X:1\n")
-    run = _runner(sampler, prime, streams, length)
+        sampler = sampler_for(model, config)
+    run = _runner(sampler, [EOT] + prime, streams, length)
     run(0)  # trace
     start = time.perf_counter()
     run(1)
@@ -137,7 +162,7 @@ def child(args) -> None:
     if args.child == "positions":
         result = measure_positions(args.streams)
     else:
-        result = measure_free_shipped(args.streams, args.length)
+        result = measure_free(args.streams, args.length, args.child == "shipped")
     print("RESULT " + json.dumps(result))
 
 
@@ -179,7 +204,7 @@ def lab_rows(rounds: int) -> list[tuple[str, list[float]]]:
     from musicseq.sampling import sampler_for
     from musicseq.vocab import EOT, Vocab
 
-    vocab = Vocab([chr(c) for c in range(32, 127)] + ["\n"])  # 98 tokens, like the corpus
+    vocab = Vocab(CHARS)
     lstm = ModelConfig(kind="lstm", vocab_size=len(vocab), units=1024, embedding_dim=256)
     keras.utils.set_random_seed(0)
     model = build_model(lstm)
@@ -286,7 +311,7 @@ def constrained_rows(rounds: int) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 rounds, print only")
-    parser.add_argument("--child", choices=("positions", "free"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("positions", "free", "shipped"), help=argparse.SUPPRESS)
     parser.add_argument("--streams", type=int, default=64, help=argparse.SUPPRESS)
     parser.add_argument("--length", type=int, default=300, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -308,6 +333,7 @@ def main() -> None:
         positions = {name: {p: [] for p in POSITIONS} for name in trees}
         batch1 = {name: {p: [] for p in POSITIONS} for name in trees}
         free = {name: [] for name in trees}
+        shipped = []  # this tree's shipped default (metrical and tonal inputs: not in the baseline)
         for _ in range(rounds):  # interleaved: baseline, now, baseline, now, ...
             for name, tree in trees.items():
                 for p, ms in in_tree(tree, "positions", 64).items():
@@ -316,6 +342,7 @@ def main() -> None:
                     batch1[name][int(p)].append(ms)
                 free[name].append(in_tree(tree, "free", 64, 300))
                 print(name, free[name][-1], flush=True)
+            shipped.append(in_tree(ROOT, "shipped", 64, 300))
     finally:
         subprocess.run(
             ["git", "worktree", "remove", "--force", str(baseline)], cwd=ROOT, capture_output=True
@@ -357,12 +384,17 @@ def main() -> None:
     speedup = statistics.median(free["now"]) / statistics.median(free["baseline"])
     lines += [
         "",
-        "### Free sampling of the shipped default, 64 streams × 300 characters",
+        "### Free sampling, 64 streams × 300 characters",
+        "",
+        "A Transformer of the shipped default's shape with random weights in both trees (the "
+        "baseline cannot load today's shipped default, whose metrical and tonal inputs came "
+        "later); the shipped default itself in this tree.",
         "",
         "| tree | characters/s |",
         "|---|---:|",
         f"| baseline ({BASELINE}) | {spread(free['baseline'], digits=0)} |",
         f"| now | {spread(free['now'], digits=0)} |",
+        f"| now, the shipped default (metrical and tonal inputs) | {spread(shipped, digits=0)} |",
         "",
         f"Speed-up (ratio of medians): {speedup:.2f}× (target ≥ 3×: {'met' if speedup >= 3 else 'missed'}).",
         "",
