@@ -748,18 +748,12 @@ class GraphGrammar(tf.Module):
         some stream is in one (``tf.cond``). The branch is a function of its own that is
         never inlined: a second grammar step for every character (~16k graph nodes), it is
         optimised and instantiated only when first taken, not with the loop around it (a
-        SavedModel's first constrained call 31-36 s -> 20-24 s, docs/benchmarks.md). Like
-        :meth:`_lazy`, it works on a copy of the memo."""
+        SavedModel's first constrained call 31-36 s -> 20-24 s, docs/benchmarks.md); it works
+        on a copy of the memo (:meth:`_apart`)."""
         exotic = (s[PHASE] >= READY) & ~_isin(s[PHASE], list(_PLAIN_PHASES))  # (N, 1)
-        outer = self._memo
 
         def look():
-            self._memo = _Memo()
-            self._memo.table = dict(outer.table)
-            try:
-                return self._dead(s, cfg, config, self.chars) & exotic
-            finally:
-                self._memo = outer
+            return self._apart(lambda: self._dead(s, cfg, config, self.chars)) & exotic
 
         look = tf.function(look, autograph=False, experimental_attributes={"_noinline": True})
         return tf.cond(tf.reduce_any(exotic), look, lambda: tf.zeros_like(dead))
@@ -1324,24 +1318,29 @@ class GraphGrammar(tf.Module):
             got = self._memo.table[key] = (dict(s), compute())
         return got[1]
 
+    def _apart(self, compute):
+        """``compute()`` on a copy of the memo, for a branch traced into a graph of its own
+        (a ``tf.cond`` branch, a function): what it computes is not reused outside it."""
+        outer = self._memo
+        self._memo = _Memo()
+        self._memo.table = dict(outer.table)
+        try:
+            return compute()
+        finally:
+            self._memo = outer
+
     def _lazy(self, active, compute, s: dict, like) -> tuple[tf.Tensor, dict]:
         """``compute()`` → (ok, state), evaluated only when some stream is ``active`` (a
         ``tf.cond``): for a case of :func:`_choose` whose condition is ``active``, whose
         values do not matter when no stream takes it. Otherwise (False, ``s``). The branch
         returns only the fields it changed (the others stay ``s``'s tensors, which keeps
         ``_choose`` from selecting them), both branches broadcast to the shape of ``like``;
-        it works on a copy of the memo, so that nothing it computes is reused outside it."""
+        it works on a copy of the memo (:meth:`_apart`)."""
         changed: list[int] = []
-        outer = self._memo
         shape = tf.shape(like)
 
         def run():
-            self._memo = _Memo()
-            self._memo.table = dict(outer.table)
-            try:
-                ok, st = compute()
-            finally:
-                self._memo = outer
+            ok, st = self._apart(compute)
             changed.extend(k for k in sorted(st) if st[k] is not s[k])
             ok = tf.broadcast_to(tf.convert_to_tensor(ok, tf.bool), shape)
             return ok, [tf.broadcast_to(st[k], shape) for k in changed]
