@@ -104,11 +104,20 @@ class ModelConfig:
         "with --metrical: also feed the key's tonic and the scale degree of the last note "
         "(musicseq.metrical)",
     )
+    relative_pitch: bool = option(
+        False,
+        "with --tonal (Transformer): note letters also get logits from a head that reads them "
+        "as scale steps above the key's tonic, shared by every key (musicseq.models.metrical)",
+    )
 
     def validate(self) -> None:
         _check_choice("model kind", self.kind, MODEL_KINDS)
         if self.tonal and not self.metrical:
             raise ValueError("tonal inputs come with the metrical ones: add --metrical")
+        if self.relative_pitch and not self.tonal:
+            raise ValueError("--relative-pitch reads the tonal inputs: add --metrical --tonal")
+        if self.relative_pitch and self.kind != "transformer":
+            raise ValueError("--relative-pitch is for the Transformer (--model transformer)")
         _check_positive_ints(
             self, ("vocab_size", "embedding_dim", "units", "num_layers", "num_heads", "context")
         )

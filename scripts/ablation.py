@@ -46,6 +46,7 @@ ROWS = {
     "metrical+tonal+bf16+small": "--metrical --tonal --precision mixed_bfloat16 --units 192 --heads 6",
     "metrical+tonal+bf16+cadence3": "--metrical --tonal --precision mixed_bfloat16 --cadence-weight 3",
     "metrical+tonal+bf16+dropout0": "--metrical --tonal --precision mixed_bfloat16 --dropout 0",
+    "metrical+tonal+bf16+relative": "--metrical --tonal --precision mixed_bfloat16 --relative-pitch",
     "abc": "--tokens abc",
 }
 DESCRIBE = {
@@ -60,6 +61,7 @@ DESCRIBE = {
     "metrical+tonal+bf16+small": "the default at width 192 (6 heads of 32)",
     "metrical+tonal+bf16+cadence3": "the default, loss weight 3 on each part's last bar",
     "metrical+tonal+bf16+dropout0": "the default without dropout",
+    "metrical+tonal+bf16+relative": "the default + note letters' logits read relative to the tonic",
     "abc": "musical ABC tokens instead of characters (no metrical inputs)",
 }
 

@@ -104,8 +104,9 @@ def metrical_models(tmp_path_factory, data_dir):
     from musicseq.train import train
 
     dirs = {}
-    for kind in ("transformer", "gru"):
-        out = tmp_path_factory.mktemp(f"metrical_{kind}")
+    for name in ("transformer", "gru", "relative"):
+        kind = "gru" if name == "gru" else "transformer"
+        out = tmp_path_factory.mktemp(f"metrical_{name}")
         train(
             data_dir / "three.abc",
             out,
@@ -118,25 +119,37 @@ def metrical_models(tmp_path_factory, data_dir):
                 vocab_size=1,
                 metrical=True,
                 tonal=kind == "transformer",  # the gru reads metre only
+                relative_pitch=name == "relative",
             ),
             TrainConfig(seq_len=32, batch_size=4, steps=4, seed=0, learning_rate=0.02),
             log=lambda _m: None,
             verbose=0,
         )
-        dirs[kind] = out
+        dirs[name] = out
     return dirs
 
 
-@pytest.mark.parametrize("kind", ["transformer", "gru"])
+def _load(directory):
+    """The saved model; a relative-pitch head's step kernel (zero at the start, and barely
+    trained in 4 steps) set to large random values, so that its contribution shows."""
+    from musicseq.modeldir import load_model_dir
+
+    model, config, vocab = load_model_dir(directory)
+    if config.relative_pitch:
+        head = model.get_layer("logits")
+        head.steps.assign(np.random.default_rng(0).normal(0, 2, head.steps.shape))
+    return model, config, vocab
+
+
+@pytest.mark.parametrize("kind", ["transformer", "gru", "relative"])
 def test_scorer_training_inputs_and_sampling_step_see_the_same_features(kind, metrical_models):
     import tensorflow as tf
 
     from musicseq.metrical import pack_stream
-    from musicseq.modeldir import load_model_dir
     from musicseq.models import step_function
     from musicseq.sampling import score_texts
 
-    model, config, vocab = load_model_dir(metrical_models[kind])  # saved and loaded
+    model, config, vocab = _load(metrical_models[kind])  # saved and loaded
     assert config.metrical
     text = TUNE * 2  # longer than the context: the Transformer's windows slide
     ids = [EOT, *vocab.encode(text), EOT]
@@ -161,11 +174,11 @@ def test_metrical_savedmodel_generates_like_in_process(metrical_models, tmp_path
     import tensorflow as tf
 
     from musicseq.export import call_generate, export_savedmodel
-    from musicseq.modeldir import load_model_dir
     from musicseq.sampling import generate
 
-    model, config, vocab = load_model_dir(metrical_models["transformer"])
-    assert config.tonal
+    # the relative-pitch model: tonal inputs, and the head that reads them
+    model, config, vocab = _load(metrical_models["relative"])
+    assert config.tonal and config.relative_pitch
     path = export_savedmodel(model, config, vocab, tmp_path / "sm", grammar=False)
     sample = SampleConfig(num=3, max_len=80, temperature=0.9, seed=3)
     expected = generate(model, config, vocab, sample)
@@ -188,30 +201,40 @@ def test_a_metrical_model_needs_its_characters():
 def test_tonal_inputs_need_the_metrical_ones():
     with pytest.raises(ValueError, match="--metrical"):
         ModelConfig(kind="gru", units=8, vocab_size=10, tonal=True).validate()
+    with pytest.raises(ValueError, match="--tonal"):
+        ModelConfig(kind="transformer", units=8, vocab_size=10, relative_pitch=True).validate()
+    with pytest.raises(ValueError, match="Transformer"):
+        ModelConfig(
+            kind="gru", units=8, vocab_size=10, metrical=True, tonal=True, relative_pitch=True
+        ).validate()
 
 
-def test_metrical_model_generates_constrained_tunes(metrical_models):
-    # The grammar mask and the meter clock run side by side in the compiled loop.
-    from musicseq.modeldir import load_model_dir
-    from musicseq.notation.checker import check_text
-    from musicseq.sampling import generate
+def test_relative_pitch_head_reads_letters_as_steps_above_the_tonic():
+    import keras
 
-    model, config, vocab = load_model_dir(metrical_models["transformer"])
-    sample = SampleConfig(num=2, max_len=600, seed=2, form="AB", bars=8)
-    for text in generate(model, config, vocab, sample, constrain=True, fixed={"M": "6/8"}):
-        assert check_text(text).ok and "M:6/8" in text, text
+    from musicseq.metrical import NUM_BARS, NUM_DEGREES, NUM_POSITIONS, pack
+    from musicseq.models.metrical import RELATIVE_SLOTS, RelativePitchLogits
+    from musicseq.vocab import RESERVED
 
+    chars = list("\\nABCDEFGabcdefg|2")
+    names = [*RESERVED, *chars]  # ids: the reserved ones first
+    head = RelativePitchLogits(len(names), chars)
+    x = np.ones((1, 1, 8), "float32")
 
-def test_attention_maps_of_a_metrical_transformer_read_packed_ids(metrical_models):
-    from musicseq.modeldir import load_model_dir
-    from musicseq.models import attention_maps
+    def added(tonic_letter):  # what the relative head adds, by character
+        code = 0 if tonic_letter is None else 1 + "ABCDEFG".index(tonic_letter)
+        feature = np.full((1, 1), code * NUM_DEGREES * NUM_POSITIONS * NUM_BARS)
+        packed = pack(np.zeros((1, 1), np.int32), feature, len(names))
+        out = keras.ops.convert_to_numpy(head(x, packed))[0, 0]
+        plain = x[0, 0] @ keras.ops.convert_to_numpy(head.absolute)
+        plain = plain + keras.ops.convert_to_numpy(head.bias)
+        return {c: round(float(v), 4) for c, v in zip(names, out - plain) if abs(v) > 1e-5}
 
-    model, config, vocab = load_model_dir(metrical_models["transformer"])
-    ids = np.asarray([[EOT, *vocab.encode(TUNE[:30])]], np.int32)
-    maps = attention_maps(model, config, ids)
-    assert len(maps) == config.num_layers and maps[0].shape == (2, 31, 31)
-    plain = model.get_layer("embedding")(ids)
-    from musicseq.models import meter_clock
-
-    packed, _ = meter_clock(model).pack_sequences(ids)
-    assert not np.allclose(plain, model.get_layer("embedding")(packed))  # features count
+    assert added("D") == {}  # the step kernel starts at zero
+    fifth = np.zeros((8, RELATIVE_SLOTS), "float32")
+    fifth[:, 6 + 4] = 0.5  # the slot of four diatonic steps up: the fifth, in its octave
+    head.steps.assign(fifth)
+    assert added("D") == {"A": 4.0}  # 8 ones x 0.5
+    assert added("G") == {"d": 4.0}
+    assert added("C") == {"G": 4.0}
+    assert added(None) == {}  # no key yet: nothing is relative

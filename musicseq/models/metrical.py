@@ -5,9 +5,11 @@ key's tonic and one for the scale degree of the last note."""
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 from musicseq.metrical import NUM_BARS, NUM_DEGREES, NUM_POSITIONS, NUM_TONICS, unpack
+from musicseq.vocab import RESERVED
 
 
 def add_metrical_weights(layer: keras.layers.Layer, dim: int, initializer) -> None:
@@ -79,4 +81,71 @@ class MetricalEmbedding(keras.layers.Layer):
                 "tonal": self.tonal,
             }
         )
+        return config
+
+
+# Note letters as diatonic steps from C (C = 0 … B = 6, c … b = 7 … 13) and each tonic code of
+# the meter clock (1 + letter, A = 1) as a step from C: a letter's step above the tonic is
+# ``letter - tonic``, -6 … 13, read from RELATIVE_SLOTS slots.
+_LETTER_STEPS = {c: i for i, c in enumerate("CDEFGABcdefgab")}
+_TONIC_STEPS = {1 + i: "CDEFGAB".index(c) for i, c in enumerate("ABCDEFG")}
+RELATIVE_SLOTS = 20
+
+
+def relative_index(chars) -> np.ndarray:
+    """(NUM_TONICS, vocab) int32: for each tonic code, the slot of each id's step above the
+    tonic, or RELATIVE_SLOTS (a slot that is always 0) for the reserved ids, characters that
+    are not note letters and tonic code 0 (no key yet, ``K:none``). ``chars``: the
+    vocabulary's characters (ids from ``len(RESERVED)`` on)."""
+    table = np.full((NUM_TONICS, len(RESERVED) + len(chars)), RELATIVE_SLOTS, np.int32)
+    for code, tonic in _TONIC_STEPS.items():
+        for j, char in enumerate(chars, start=len(RESERVED)):
+            if char in _LETTER_STEPS:
+                table[code, j] = _LETTER_STEPS[char] - tonic + 6
+    return table
+
+
+@keras.saving.register_keras_serializable(package="musicseq")
+class RelativePitchLogits(keras.layers.Layer):
+    """Logits of a tonal model whose note letters are also read relative to the key.
+
+    ``call(x, packed)`` returns ``Dense(vocab)(x)`` plus, for each note letter, a second
+    head's logit for its diatonic step above the tonic in force (the packed ids' tonic
+    input): the model learns "the tonic", "the fifth", "a step below the tonic" once for all
+    keys instead of once per key. A transposition-augmented corpus teaches the same thing by
+    showing every tune in more keys, at the price of a larger task (docs/ablation.md).
+    """
+
+    def __init__(self, vocab_size: int, chars, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.vocab_size, self.chars = vocab_size, list(chars)
+        self.index = relative_index(self.chars)
+
+    def build(self, input_shape):
+        dim = input_shape[-1]
+        self.absolute = self.add_weight(
+            shape=(dim, self.vocab_size), initializer="glorot_uniform", name="kernel"
+        )
+        self.bias = self.add_weight(shape=(self.vocab_size,), initializer="zeros", name="bias")
+        # Zero at the start: the model begins as the plain logits layer.
+        self.steps = self.add_weight(
+            shape=(dim, RELATIVE_SLOTS), initializer="zeros", name="relative_kernel"
+        )
+
+    def call(self, x, packed):
+        x = ops.cast(x, self.compute_dtype)
+        _, _, _, tonic, _ = unpack(ops.cast(packed, "int32"), self.vocab_size)
+        logits = ops.matmul(x, self.absolute) + self.bias
+        steps = ops.matmul(x, self.steps)
+        steps = ops.concatenate([steps, ops.zeros_like(steps[..., :1])], axis=-1)
+        index = ops.take(ops.convert_to_tensor(self.index), tonic, axis=0)  # (…, vocab)
+        return logits + ops.take_along_axis(steps, index, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.vocab_size)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"vocab_size": self.vocab_size, "chars": self.chars})
         return config

@@ -19,7 +19,7 @@ import numpy as np
 from keras import ops
 
 from musicseq.config import ModelConfig
-from musicseq.models.metrical import add_metrical_weights, embed_packed
+from musicseq.models.metrical import RelativePitchLogits, add_metrical_weights, embed_packed
 
 
 def sinusoid_table(length: int, dim: int) -> np.ndarray:
@@ -355,7 +355,10 @@ def build_transformer(config: ModelConfig, chars=None) -> keras.Model:
             config.units, config.num_heads, 4 * config.units, config.dropout, name=f"block_{i}"
         )(x)
     x = keras.layers.LayerNormalization(epsilon=1e-5, name="ln_final")(x)
-    logits = keras.layers.Dense(config.vocab_size, dtype="float32", name="logits")(x)
+    if config.relative_pitch:
+        logits = RelativePitchLogits(config.vocab_size, chars, name="logits")(x, ids)
+    else:
+        logits = keras.layers.Dense(config.vocab_size, dtype="float32", name="logits")(x)
     return keras.Model(ids, logits, name="musicseq_transformer")
 
 
@@ -411,7 +414,10 @@ def transformer_step(model: keras.Model, config: ModelConfig):
         for block, (cache_k, cache_v) in zip(blocks, caches):
             x, cache_k, cache_v = block.step(x, cache_k, cache_v, position)
             new_caches.append([cache_k, cache_v])
-        logits = dense(ln_final(x))[:, 0, :]  # (batch, vocab)
+        if config.relative_pitch:
+            logits = dense(ln_final(x), tokens[:, None])[:, 0, :]  # (batch, vocab)
+        else:
+            logits = dense(ln_final(x))[:, 0, :]
         return logits, [new_caches, buffer, position + 1]
 
     return initial_state, step
