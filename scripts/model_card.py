@@ -150,6 +150,11 @@ def describe(config) -> str:
                 else ""
             )
             + (", tonal inputs: the key's tonic and the last note's degree" if config.tonal else "")
+            + (
+                ", note letters' logits also read as steps above the tonic"
+                if config.relative_pitch
+                else ""
+            )
             + ")"
         )
     layers = f"{config.num_layers} layers of " if config.num_layers > 1 else ""
