@@ -50,18 +50,18 @@ ROWS = {
     "abc": "--tokens abc",
 }
 DESCRIBE = {
-    "char": "characters only (the previous default)",
+    "char": "characters only (the first Transformer default)",
     "metrical": "+ metrical inputs (position in the bar, bar in the part)",
     "metrical+transpose": "+ metrical, + 2 transpositions of each training tune",
     "metrical+dropout0.2": "+ metrical, dropout 0.2",
     "metrical+small": "+ metrical, width 192",
     "metrical+tonal": "+ metrical, + tonal inputs (the key's tonic, the last note's degree)",
-    "metrical+tonal+bf16": "+ metrical, + tonal, trained in mixed bfloat16 (the default)",
+    "metrical+tonal+bf16": "+ metrical, + tonal, trained in mixed bfloat16 (the previous default)",
     "metrical+tonal+bf16+transpose": "the default + 2 transpositions of each training tune",
     "metrical+tonal+bf16+small": "the default at width 192 (6 heads of 32)",
     "metrical+tonal+bf16+cadence3": "the default, loss weight 3 on each part's last bar",
     "metrical+tonal+bf16+dropout0": "the default without dropout",
-    "metrical+tonal+bf16+relative": "the default + note letters' logits read relative to the tonic",
+    "metrical+tonal+bf16+relative": "the default + note letters' logits read relative to the tonic (the default since 2026-11-23)",
     "abc": "musical ABC tokens instead of characters (no metrical inputs)",
 }
 
