@@ -238,3 +238,30 @@ def test_relative_pitch_head_reads_letters_as_steps_above_the_tonic():
     assert added("G") == {"d": 4.0}
     assert added("C") == {"G": 4.0}
     assert added(None) == {}  # no key yet: nothing is relative
+
+
+def test_metrical_model_generates_constrained_tunes(metrical_models):
+    # The grammar mask and the meter clock run side by side in the compiled loop.
+    from musicseq.modeldir import load_model_dir
+    from musicseq.notation.checker import check_text
+    from musicseq.sampling import generate
+
+    model, config, vocab = load_model_dir(metrical_models["transformer"])
+    sample = SampleConfig(num=2, max_len=600, seed=2, form="AB", bars=8)
+    for text in generate(model, config, vocab, sample, constrain=True, fixed={"M": "6/8"}):
+        assert check_text(text).ok and "M:6/8" in text, text
+
+
+def test_attention_maps_of_a_metrical_transformer_read_packed_ids(metrical_models):
+    from musicseq.modeldir import load_model_dir
+    from musicseq.models import attention_maps
+
+    model, config, vocab = load_model_dir(metrical_models["transformer"])
+    ids = np.asarray([[EOT, *vocab.encode(TUNE[:30])]], np.int32)
+    maps = attention_maps(model, config, ids)
+    assert len(maps) == config.num_layers and maps[0].shape == (2, 31, 31)
+    plain = model.get_layer("embedding")(ids)
+    from musicseq.models import meter_clock
+
+    packed, _ = meter_clock(model).pack_sequences(ids)
+    assert not np.allclose(plain, model.get_layer("embedding")(packed))  # features count
