@@ -1,6 +1,7 @@
 """Embeddings of packed ids (:mod:`musicseq.metrical`): the character's vector plus one for
 its position in the bar and one for its bar in the part, and for a tonal model one for the
-key's tonic and one for the scale degree of the last note."""
+key's tonic and one for the scale degree of the last note; and the logits layer of a
+relative-pitch model, which reads note letters as steps above that tonic."""
 
 from __future__ import annotations
 
