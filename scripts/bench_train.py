@@ -240,6 +240,15 @@ def kept_rows() -> dict[str, str]:
     return rows
 
 
+def torch_version() -> str:
+    """``, PyTorch X`` when the peers ran (their speed moves with the PyTorch release)."""
+    try:
+        import torch
+    except ImportError:
+        return ""
+    return f", PyTorch {torch.__version__}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
@@ -280,7 +289,7 @@ def main() -> None:
     lines = [
         "## Training throughput (`python scripts/bench_train.py`)",
         "",
-        f"Machine: {machine()}. Steady state: {args.warmup} warm-up steps, then {args.steps} timed "
+        f"Machine: {machine()}{torch_version()}. Steady state: {args.warmup} warm-up steps, then {args.steps} timed "
         "steps (Adam, clipnorm 1, vocabulary 98; musicseq and plain Keras through `fit`, PyTorch "
         "with its own loop), each run in its own process; "
         f"{args.rounds} interleaved rounds (every system once per round). Figures: median "
