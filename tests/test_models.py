@@ -133,6 +133,37 @@ def test_causal_attention_matches_keras_multi_head_attention():
     np.testing.assert_allclose(mine(x).numpy(), mha(x, x, use_causal_mask=True).numpy(), atol=1e-5)
 
 
+def test_causal_attention_in_query_blocks_matches_one_block(monkeypatch):
+    # Training attends in query blocks (each over the keys up to its end); on a length that
+    # is not a multiple of the block, outputs and gradients equal one block over everything
+    # (and the short case above matches Keras's MultiHeadAttention).
+    import tensorflow as tf
+
+    from musicseq.models import transformer
+    from musicseq.models.transformer import CausalSelfAttention
+
+    x = tf.constant(np.random.default_rng(4).normal(size=(2, 23, 16)).astype(np.float32))
+    layer = CausalSelfAttention(4, 4)
+    layer.build(x.shape)
+    layer.set_weights([w * 3.0 for w in layer.get_weights()])
+
+    def run(block):
+        monkeypatch.setattr(transformer, "QUERY_BLOCK", block)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = layer(x)
+            loss = tf.reduce_sum(out * tf.sin(out))
+        return out.numpy(), [g.numpy() for g in tape.gradient(loss, [x, *layer.weights])]
+
+    whole, whole_grads = run(64)
+    assert transformer.QUERY_BLOCK == 64 and 23 <= 64
+    for block in (5, 8):
+        out, grads = run(block)
+        np.testing.assert_allclose(out, whole, atol=1e-5)
+        for got, want in zip(grads, whole_grads):
+            np.testing.assert_allclose(got, want, atol=1e-4)
+
+
 def _config(kind, **overrides):
     base = dict(
         kind=kind, vocab_size=11, units=16, embedding_dim=8, num_layers=2, num_heads=2, context=12

@@ -104,6 +104,8 @@ class TokenAndPosition(keras.layers.Layer):
 # The cached step keeps its keys and values in blocks of this many positions and attends over
 # the filled blocks only (position 10 reads 64 slots, position 300 reads 320, not 512).
 ATTENTION_BLOCK = 64
+# Training and scoring: queries attend in blocks of this many (CausalSelfAttention.call).
+QUERY_BLOCK = 128
 
 
 def cache_blocks(batch, heads, context, key_dim, dtype):
@@ -189,22 +191,44 @@ class CausalSelfAttention(keras.layers.Layer):
         context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (batch, time, -1))
         return ops.matmul(context, self._w(self.out_kernel)) + self._w(self.out_bias)
 
-    def attention_weights(self, x):
-        """Causal attention weights ``(batch, heads, time, time)``, keys and values."""
+    def _project(self, x):
+        """Queries (scaled), keys and values ``(batch, heads, time, key_dim)`` of ``x``."""
         q, k, v = self._heads(ops.matmul(x, self._w(self.qkv_kernel)) + self._w(self.qkv_bias))
         # Scaling the queries (t x d_k) rather than the scores (t x t) saves a pass over the
         # layer's largest tensor.
-        q = q * ops.cast(1.0 / math.sqrt(self.key_dim), q.dtype)
-        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2)))  # (b, h, t, t)
-        time = ops.shape(x)[1]
-        causal = ops.tril(ops.ones((time, time), dtype="bool"))
-        scores = ops.where(causal[None, None], scores, ops.cast(-1e9, scores.dtype))
-        return ops.softmax(ops.cast(scores, "float32"), axis=-1), k, v
+        return q * ops.cast(1.0 / math.sqrt(self.key_dim), q.dtype), k, v
+
+    @staticmethod
+    def _causal_weights(q, k, offset: int = 0):
+        """Softmax weights of queries at positions ``offset …`` over keys ``0 …``: each
+        query sees the keys at or before its position."""
+        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2)))  # (b, h, queries, keys)
+        queries, keys = ops.shape(q)[2], ops.shape(k)[2]
+        visible = ops.arange(keys)[None, :] <= ops.arange(queries)[:, None] + offset
+        scores = ops.where(visible[None, None], scores, ops.cast(-1e9, scores.dtype))
+        return ops.softmax(ops.cast(scores, "float32"), axis=-1)
+
+    def attention_weights(self, x):
+        """Causal attention weights ``(batch, heads, time, time)``, keys and values."""
+        q, k, v = self._project(x)
+        return self._causal_weights(q, k), k, v
 
     def call(self, x, training=None, return_kv=False):
-        weights, k, v = self.attention_weights(x)
-        weights = self.dropout_layer(weights, training=training)
-        out = self._merge(ops.matmul(ops.cast(weights, v.dtype), v))
+        q, k, v = self._project(x)
+        # Queries in blocks of QUERY_BLOCK, each over the keys up to its last position: the
+        # causal triangle's upper half is never computed, stored or differentiated (about
+        # half the scores of a 512-position window). A length unknown when traced takes
+        # one block.
+        time = x.shape[1]
+        starts = range(0, time, QUERY_BLOCK) if time is not None else [0]
+        parts = []
+        for start in starts:
+            end = min(start + QUERY_BLOCK, time) if time is not None else None
+            weights = self._causal_weights(q[:, :, start:end], k[:, :, :end], start)
+            weights = self.dropout_layer(weights, training=training)
+            parts.append(ops.matmul(ops.cast(weights, v.dtype), v[:, :, :end]))
+        context = parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=2)
+        out = self._merge(context)
         return (out, k, v) if return_kv else out
 
     def step(self, x, cache_k, cache_v, position):
