@@ -216,9 +216,9 @@ class CausalSelfAttention(keras.layers.Layer):
     def call(self, x, training=None, return_kv=False):
         q, k, v = self._project(x)
         # Queries in blocks of QUERY_BLOCK, each over the keys up to its last position: the
-        # causal triangle's upper half is never computed, stored or differentiated (about
-        # half the scores of a 512-position window). A length unknown when traced takes
-        # one block.
+        # score blocks above the diagonal are never computed, stored or differentiated (a
+        # 512-position window computes 62.5% of its scores). A length unknown when traced
+        # takes one block.
         time = x.shape[1]
         starts = range(0, time, QUERY_BLOCK) if time is not None else [0]
         parts = []
