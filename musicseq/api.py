@@ -308,8 +308,11 @@ def generate(
         except ValueError as exc:
             raise UserError(str(exc)) from exc
     # The model's own sampling settings (musicseq.json "sampling") under the caller's.
-    defaults = loaded.sampling_defaults(constrain) if hasattr(loaded, "sampling_defaults") else {}
-    config = SampleConfig(num=num, **{**defaults, **options})
+    if hasattr(loaded, "sampling_settings"):
+        settings = loaded.sampling_settings(constrain, options)
+    else:
+        settings = options
+    config = SampleConfig(num=num, **settings)
     try:
         config.validate()
     except ValueError as exc:

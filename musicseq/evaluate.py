@@ -242,7 +242,7 @@ def evaluate_model(
         started = time.perf_counter()
         reporter = Progress(f"{name} tunes", unit=vocab.unit) if progress else None
         # The model's own sampling settings (musicseq.json "sampling"), under the caller's.
-        sample = SampleConfig(**{**loaded.sampling_defaults(name == "constrained"), **given})
+        sample = SampleConfig(**loaded.sampling_settings(name == "constrained", given))
         tunes = generate(
             model, model_config, vocab, sample, constrain=name == "constrained", progress=reporter
         )

@@ -1,3 +1,4 @@
+import warnings
 from pathlib import Path
 
 import pytest
@@ -129,6 +130,20 @@ def test_a_model_brings_its_own_sampling_settings_and_callers_override_them(
     constrained = api.generate(loaded, num=1, max_len=300, seed=2, constrain=True, form="AB")
     assert "top-p 1," in settings(constrained)[0]
     assert settings(constrained)[1].endswith("repeat bias 0.75")
+    # Its repeat bias was measured at top-p 1: changing top-p alone under constrain warns.
+    with pytest.warns(
+        MusicseqWarning, match=r"repeat bias \(0.75\) was measured at .*top-p 1; with top-p 0.9"
+    ):
+        nucleus = api.generate(loaded, num=1, max_len=300, seed=2, constrain=True, top_p=0.9)
+    assert settings(nucleus)[1].endswith("repeat bias 0.75")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MusicseqWarning)
+        assert loaded.sampling_settings(True, {"top_p": 0.9, "repeat_bias": 0.5}) == {
+            "top_p": 0.9,
+            "repeat_bias": 0.5,
+        }
+        assert loaded.sampling_settings(True, {"top_p": 1.0})["repeat_bias"] == 0.75
+        assert loaded.sampling_settings(False, {"top_p": 0.8}) == {"top_p": 0.8}
     # The command line: an option given equal to its default still wins over the model's.
     given = run_cli(
         "generate",
