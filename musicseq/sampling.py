@@ -466,6 +466,7 @@ class Sampler:
         compiled = dict(reduce_retracing=True, autograph=False)
         self.generate_ids = tf.function(self._generate, **compiled)
         self.score_ids = tf.function(self._score, **compiled)
+        self.score_positions = tf.function(self._score_positions, **compiled)
         self._start_compiled = tf.function(self._start, **compiled)
         self._loop_compiled = tf.function(self._loop, **compiled)
 
@@ -583,6 +584,14 @@ class Sampler:
         (batch,) their lengths; every character after the first is scored once."""
         import tensorflow as tf
 
+        return tf.reduce_sum(self._score_positions(ids, lengths), axis=1)
+
+    def _score_positions(self, ids, lengths):
+        """Nats of each prediction, (batch, T - 1): column t scores ``ids[:, t + 1]`` from what
+        precedes it (a Transformer: from at least half a context back, in windows of its
+        context sliding by half); 0 past each row's length."""
+        import tensorflow as tf
+
         n = tf.shape(ids)[1] - 1  # predictions per row
         scored = tf.range(n)[None, :] < (lengths - 1)[:, None]
 
@@ -598,7 +607,7 @@ class Sampler:
             return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
 
         if self.model_config.kind != "transformer":
-            return tf.reduce_sum(tf.where(scored, nats(0, n), 0.0), axis=1)
+            return tf.where(scored, nats(0, n), 0.0)
         context = self.model_config.context
         stride = context // 2
 
@@ -611,13 +620,14 @@ class Sampler:
             position = start + tf.range(end - start)
             new = position >= tf.where(k == 0, 0, start + context - stride)
             keep = new[None, :] & tf.gather(scored, position, axis=1)
-            return k + 1, total + tf.reduce_sum(tf.where(keep, got, 0.0), axis=1)
+            placed = tf.pad(tf.where(keep, got, 0.0), [[0, 0], [start, n - end]])
+            return k + 1, total + placed
 
         def more(k, total):
             return tf.where(k == 0, 0, k * stride + context - stride) < n
 
         _, total = tf.while_loop(
-            more, window, (tf.constant(0), tf.zeros([tf.shape(ids)[0]], tf.float32))
+            more, window, (tf.constant(0), tf.zeros(tf.shape(scored), tf.float32))
         )
         return total
 
@@ -634,9 +644,18 @@ def sampler_for(model, model_config, vocab: Vocab | None = None) -> Sampler:
     return per_model[key]
 
 
-def score_texts(model, model_config, vocab: Vocab, texts: list[str], batch_size: int = 16):
+def score_texts(
+    model,
+    model_config,
+    vocab: Vocab,
+    texts: list[str],
+    batch_size: int = 16,
+    per_token: bool = False,
+):
     """Total nats of each tune (``EOT`` + text + ``EOT``, scoring text and the final ``EOT``):
-    the one scorer (held-out loss, model cards, the SavedModel's ``score``)."""
+    the one scorer (held-out loss, model cards, the SavedModel's ``score``). With
+    ``per_token``, each tune's nats token by token instead (an array per tune: its tokens,
+    then the final ``EOT``; their sum is the total)."""
     import numpy as np
     import tensorflow as tf
 
@@ -644,12 +663,14 @@ def score_texts(model, model_config, vocab: Vocab, texts: list[str], batch_size:
     from musicseq.data import length_batches
 
     rows = [np.asarray([EOT, *vocab.encode(t), EOT], np.int32) for t in texts]
-    totals = np.zeros(len(texts), np.float64)
+    scorer = sampler.score_positions if per_token else sampler.score_ids
+    out: list = [None] * len(texts)
     for batch, ids in length_batches(rows, batch_size):
         lengths = np.asarray([len(rows[i]) for i in batch], np.int32)
-        got = sampler.score_ids(tf.constant(ids), tf.constant(lengths)).numpy()
-        totals[batch] = got
-    return totals
+        got = scorer(tf.constant(ids), tf.constant(lengths)).numpy()
+        for row, i in enumerate(batch):
+            out[i] = got[row, : len(rows[i]) - 1].astype(np.float64) if per_token else got[row]
+    return out if per_token else np.asarray(out, np.float64)
 
 
 def plan_forms(config: SampleConfig, fixed: dict[str, str] | None = None) -> list[dict]:

@@ -7,9 +7,9 @@ before it in the tune, as the held-out loss scores it, and its nats are filed un
 is: a header line's field (``T:`` title, ``X:`` number, ``K:``, ...), or in the body a note
 letter, an accidental or octave mark, a duration (digits, ``/``, ``<``, ``>``), a bar line or
 repeat mark, a space or line break, or anything else (decorations, chords, slurs, tuplets).
-Tunes longer than a Transformer's context are left out (the held-out loss slides a window
-over them); the per-tune totals are checked against the one scorer,
-:func:`musicseq.sampling.score_texts`, before anything is printed.
+The nats come from the one scorer (:func:`musicseq.sampling.score_texts`, character by
+character): a Transformer slides its window over tunes longer than its context as the
+held-out loss does, so the table's total is the held-out loss's. Character models only.
 """
 
 from __future__ import annotations
@@ -51,44 +51,15 @@ def classes(text: str) -> list[str]:
 
 
 def position_nats(model_dir: str, texts: list[str]):
-    """(texts kept, per-character nats of each: text then end-of-tune) for one model."""
-    import numpy as np
-    import tensorflow as tf
-
+    """Per-character nats of each tune (its text, then end-of-tune) for one model, from the
+    one scorer (:func:`musicseq.sampling.score_texts`, ``per_token=True``)."""
     from musicseq.modeldir import load_model_dir
     from musicseq.sampling import score_texts
-    from musicseq.vocab import EOT
 
     model, config, vocab = load_model_dir(model_dir)
-    if config.kind == "transformer":
-        texts = [t for t in texts if len(t) + 1 <= config.context]
-    width = max(len(t) for t in texts) + 2
-
-    @tf.function
-    def nats(ids):
-        inputs = ids
-        if config.metrical:
-            from musicseq.models import meter_clock
-
-            inputs, _ = meter_clock(model).pack_sequences(ids)
-        logits = tf.cast(model(inputs[:, :-1], training=False), tf.float32)
-        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ids[:, 1:], logits=logits)
-
-    per_tune, batch = [], 16
-    for start in range(0, len(texts), batch):
-        chunk = texts[start : start + batch]
-        ids = np.full((batch, width), EOT, np.int32)  # padding after a tune cannot reach it
-        for row, text in enumerate(chunk):
-            encoded = [EOT, *vocab.encode(text), EOT]
-            ids[row, : len(encoded)] = encoded
-        got = nats(tf.constant(ids)).numpy()
-        per_tune += [got[row, : len(text) + 1] for row, text in enumerate(chunk)]
-    totals = score_texts(model, config, vocab, texts)
-    mine = np.asarray([p.sum() for p in per_tune])
-    worst = float(np.max(np.abs(mine - totals) / totals))
-    if worst > 1e-3:
-        raise SystemExit(f"{model_dir}: per-character nats disagree with the scorer by {worst:.2%}")
-    return texts, per_tune
+    if vocab.kind != "chars":
+        raise SystemExit(f"{model_dir}: a {vocab.kind}-token model; this script files characters")
+    return score_texts(model, config, vocab, texts, per_token=True)
 
 
 def main() -> None:
@@ -101,13 +72,13 @@ def main() -> None:
     tests = load_split(args.data, "test")
     tables = {}
     for model_dir in args.models:
-        texts, per_tune = position_nats(model_dir, tests)
+        per_tune = position_nats(model_dir, tests)
         bits, count = {}, {}
-        for text, nats in zip(texts, per_tune):
+        for text, nats in zip(tests, per_tune):
             for name, value in zip([*classes(text), "end of tune"], nats):
                 bits[name] = bits.get(name, 0.0) + float(value) / math.log(2)
                 count[name] = count.get(name, 0) + 1
-        tables[model_dir] = (len(texts), bits, count)
+        tables[model_dir] = (len(tests), bits, count)
     names = sorted({n for _, bits, _ in tables.values() for n in bits}, key=_order)
     print(
         f"Test split of {args.data}; "
