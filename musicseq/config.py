@@ -184,7 +184,7 @@ class TrainConfig:
     )
     jit_compile: str = option(
         "auto",
-        "XLA for the train step (auto: on for the fused LSTM/GRU on CPU)",
+        "XLA for the train step (auto: on CPU, on for the fused LSTM/GRU and a float32 Transformer)",
         choices=JIT_COMPILE,
     )
     deterministic: bool = option(False, "TensorFlow op determinism (slower; reproducible)")

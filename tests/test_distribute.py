@@ -176,3 +176,29 @@ def test_sigkill_then_rerun_resumes_from_the_checkpoint(tmp_path, data_dir):
     vocab_size = len(json.loads((out / "vocab.json").read_text())["chars"]) + 3
     assert history["loss"][1] < 0.75 * math.log(vocab_size)  # continued, not restarted from ~ln(V)
     assert history["loss"][:1] == saved["history"]["loss"][:1]  # epoch 1 kept from before the kill
+
+
+def test_xla_auto_is_on_for_fused_recurrent_layers_and_a_float32_transformer():
+    import keras
+
+    from musicseq.config import ModelConfig, TrainConfig
+    from musicseq.distribute import use_xla
+
+    auto = TrainConfig()
+
+    def model(kind, **kw):
+        return ModelConfig(kind=kind, vocab_size=20, units=16, **kw)
+
+    assert use_xla(auto, model("lstm")) and use_xla(auto, model("gru"))
+    assert not use_xla(auto, model("lstm", fused=False))
+    assert not use_xla(auto, model("simple_rnn")) and not use_xla(auto, None)
+    assert use_xla(auto, model("transformer", num_heads=2, context=16))
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:  # measured slower under XLA on the CPU: off
+        assert not use_xla(auto, model("transformer", num_heads=2, context=16))
+        assert use_xla(auto, model("lstm"))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    off = TrainConfig(jit_compile="off")
+    assert not use_xla(off, model("lstm"))
+    assert use_xla(TrainConfig(jit_compile="on"), model("simple_rnn"))
