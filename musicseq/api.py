@@ -229,7 +229,7 @@ def models() -> list:
 
 
 TEMPO_RANGE = (20, 400)  # beats per minute
-CONSTRAINED_ONLY = ("form", "bars", "cadence", "repeat_bias")  # SampleConfig fields
+CONSTRAINED_ONLY = ("form", "bars", "cadence", "repeat_bias", "grammar_xla")  # SampleConfig fields
 
 
 def check_header(header: dict[str, str], tempo: int | None = None) -> None:

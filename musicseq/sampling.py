@@ -400,24 +400,28 @@ class CompiledGrammar:
 
     ``plain_allowed_and_next`` builds a large graph; wrapped in a ``tf.function`` with an
     input signature (any number of streams) it is traced once per process and vocabulary,
-    and every decoding loop that uses it calls the same traced function.
+    and every decoding loop that uses it calls the same traced function. With ``jit`` it
+    and ``take`` are compiled by XLA (once per number of streams: see :func:`grammar_xla`).
     """
 
-    def __init__(self, chars, full_lookahead: bool = False):
+    def __init__(self, chars, full_lookahead: bool = False, jit: bool = False):
         import tensorflow as tf
 
         from musicseq.grammar_graph import CONFIG_SIZE, STATE_SIZE, GraphGrammar
 
         self.graph = GraphGrammar(chars, full_lookahead=full_lookahead)
+        self.jit = jit
+        self.xla_streams: set[int] = set()  # numbers of streams it has been run for (jit)
         state = tf.TensorSpec([None, STATE_SIZE], tf.int32)
         config = tf.TensorSpec([None, CONFIG_SIZE], tf.int32)
-        compiled = dict(autograph=False)
+        compiled = dict(autograph=False, jit_compile=jit or None)
         self.plain_allowed_and_next = tf.function(
             self.graph.plain_allowed_and_next, input_signature=[state, config], **compiled
         )
-        self.initial, self.take, self.close, self.plans = (
+        # Under XLA the gathers that finish the step for the chosen token are one kernel too.
+        self.take = tf.function(self.graph.take, **compiled) if jit else self.graph.take
+        self.initial, self.close, self.plans = (
             self.graph.initial,
-            self.graph.take,
             self.graph.close,
             self.graph.plans,
         )
@@ -430,16 +434,38 @@ class CompiledGrammar:
 _GRAMMARS: dict[tuple, CompiledGrammar] = {}
 
 
-def compiled_grammar(chars, full_lookahead: bool = False) -> CompiledGrammar:
+def compiled_grammar(chars, full_lookahead: bool = False, jit: bool = False) -> CompiledGrammar:
     """The compiled grammar for a vocabulary, built once per process.
 
     Without ``full_lookahead`` the look-ahead inside decorations, annotations and fields is
     left out of the graph (it halves the tracing time): sampling in the plain style never
     enters them, so only a prime that ends inside one needs it (see :func:`generate`)."""
-    key = (tuple(chars), full_lookahead)
+    key = (tuple(chars), full_lookahead, jit)
     if key not in _GRAMMARS:
-        _GRAMMARS[key] = CompiledGrammar(chars, full_lookahead)
+        _GRAMMARS[key] = CompiledGrammar(chars, full_lookahead, jit)
     return _GRAMMARS[key]
+
+
+# The grammar's step compiled by XLA (SampleConfig.grammar_xla) runs 5-7x faster per loop
+# step than as a graph: at 64 streams 1.2 ms against 9.1, at 200 streams 3.7 against 19
+# (scripts/bench_grammar.py, docs/benchmarks.md), but the first call with a number of
+# streams compiles it for ~16 s more than the graph's own optimisation takes. "auto" takes
+# XLA when this process has compiled it for that number of streams already, or when the
+# loop's steps (prime + max_len, an upper bound) times the time saved per step (measured
+# here: ~4.3 ms + 0.055 ms per stream) repay the compile.
+XLA_GRAMMAR_COMPILE_S = 16.0
+
+
+def grammar_xla(setting: str, chars, streams: int, steps: int) -> bool:
+    """Whether constrained decoding of ``streams`` tunes runs the grammar's step under XLA
+    (``setting``: SampleConfig.grammar_xla). The look-ahead grammar, which only primes that
+    end inside a decoration, annotation or field need, stays a graph."""
+    if setting != "auto":
+        return setting == "on"
+    compiled = _GRAMMARS.get((tuple(chars), False, True))
+    if compiled is not None and streams in compiled.xla_streams:
+        return True
+    return steps * (4.3 + 0.055 * streams) / 1000 > XLA_GRAMMAR_COMPILE_S
 
 
 CHUNK = 64  # loop steps per compiled call in process (progress is reported between calls)
@@ -470,14 +496,15 @@ class Sampler:
         self._start_compiled = tf.function(self._start, **compiled)
         self._loop_compiled = tf.function(self._loop, **compiled)
 
-    def graph_grammar(self, full_lookahead: bool = False):
+    def graph_grammar(self, full_lookahead: bool = False, jit: bool = False):
         """The in-graph grammar for this model's vocabulary (built once; see
-        :func:`compiled_grammar` for ``full_lookahead``)."""
-        if full_lookahead not in self._grammars:
+        :func:`compiled_grammar` for ``full_lookahead`` and ``jit``)."""
+        key = (full_lookahead, jit)
+        if key not in self._grammars:
             if self.vocab is None:
                 raise ValueError("constrained decoding needs the Sampler's vocabulary")
-            self._grammars[full_lookahead] = compiled_grammar(self.vocab.chars, full_lookahead)
-        return self._grammars[full_lookahead]
+            self._grammars[key] = compiled_grammar(self.vocab.chars, full_lookahead, jit)
+        return self._grammars[key]
 
     # Parameters are a dict of tensors: temperature, top_k, top_p, seed, and for constrained
     # decoding grammar (the per-stream configuration rows), close_step and repeat_bias, and
@@ -488,7 +515,9 @@ class Sampler:
         if "grammar" in params:
             if "repeat_bias" in params:
                 chain.append(RepeatBias(self.vocab, params["repeat_bias"]))
-            grammar = self.graph_grammar(params.get("full_lookahead", False))
+            grammar = self.graph_grammar(
+                params.get("full_lookahead", False), params.get("grammar_xla", False)
+            )
             chain.append(GrammarMask(grammar, params["grammar"], params["close_step"]))
         else:
             chain.append(MaskReserved())
@@ -834,6 +863,12 @@ def generate(
         params["grammar"] = tf.constant(rows)
         if any(needs_full_lookahead(grammar.state) for grammar in grammars):
             params["full_lookahead"] = True
+        elif grammar_xla(
+            config.grammar_xla, vocab.chars, config.num, len(prime_ids) + config.max_len
+        ):
+            params["grammar_xla"] = True
+            # Built here, outside the loop's trace (its tables are constants of this graph).
+            sampler.graph_grammar(jit=True).xla_streams.add(config.num)
         params["close_step"] = tf.constant(
             len(prime_ids) - 1 + config.max_len - close_reserve(config.max_len), tf.int32
         )

@@ -179,3 +179,44 @@ def test_a_bad_number_choice_is_a_clear_error():
 
     with pytest.raises(ValueError, match="bars must be one of 8, 16, got 4"):
         SampleConfig(bars=4).validate()
+
+
+def test_the_grammar_under_xla_writes_the_same_tunes(tiny_model_dir):
+    # SampleConfig.grammar_xla compiles the grammar's step with XLA: at every step of the
+    # tunes it wrote, the same mask and the same next state as the graph, so the same tunes
+    # (the model's logits and the random draws do not depend on it).
+    import tensorflow as tf
+
+    from musicseq.notation.form import analyze
+    from musicseq.sampling import EOT, PAD, compiled_grammar, plan_forms
+
+    model, config, vocab = load_model_dir(tiny_model_dir)
+    fixed = {"M": "6/8", "K": "G"}
+    sample = SampleConfig(num=3, seed=5, max_len=600, form="AABB", grammar_xla="on")
+    tunes = generate_constrained(model, config, vocab, sample, fixed=fixed)
+    assert all(analyze(text).bars_per_section == (8, 8) for text in tunes)
+    graph, xla = compiled_grammar(vocab.chars), compiled_grammar(vocab.chars, jit=True)
+    assert xla.jit and 3 in xla.xla_streams
+    rows = tf.constant(graph.plans(plan_forms(sample, fixed)))
+    ids = [vocab.encode(text) + [EOT] for text in tunes]
+    state = graph.initial(rows)
+    for t in range(max(len(row) for row in ids) + 1):
+        mask, step = graph.plain_allowed_and_next(state, rows)
+        mask_x, step_x = xla.plain_allowed_and_next(state, rows)
+        np.testing.assert_array_equal(mask_x.numpy(), mask.numpy(), err_msg=f"mask at {t}")
+        tokens = tf.constant([row[t] if t < len(row) else PAD for row in ids], tf.int32)
+        state, state_x = graph.take(state, tokens, step), xla.take(state, tokens, step_x)
+        np.testing.assert_array_equal(state_x.numpy(), state.numpy(), err_msg=f"state at {t}")
+    assert graph.graph.finished(state).numpy().tolist() == [1, 1, 1]
+
+
+def test_grammar_xla_auto_compiles_only_when_the_run_repays_it():
+    from musicseq.sampling import grammar_xla
+
+    chars = ("a", "b")  # a vocabulary no grammar of this process was compiled for
+    assert grammar_xla("on", chars, 4, 100) and not grammar_xla("off", chars, 200, 100_000)
+    assert not grammar_xla("auto", chars, 4, 1204)  # make demo: 4 tunes stay a graph
+    assert not grammar_xla("auto", chars, 64, 404)
+    assert grammar_xla("auto", chars, 200, 1204)  # ~18 s of grammar steps saved
+    with pytest.raises(ValueError, match="grammar-xla"):
+        SampleConfig(grammar_xla="yes").validate()
