@@ -446,13 +446,13 @@ def compiled_grammar(chars, full_lookahead: bool = False, jit: bool = False) -> 
     return _GRAMMARS[key]
 
 
-# The grammar's step compiled by XLA (SampleConfig.grammar_xla) runs 5-7x faster per loop
-# step than as a graph: at 64 streams 1.2 ms against 9.1, at 200 streams 3.7 against 19
-# (scripts/bench_grammar.py, docs/benchmarks.md), but the first call with a number of
-# streams compiles it for ~16 s more than the graph's own optimisation takes. "auto" takes
-# XLA when this process has compiled it for that number of streams already, or when the
-# loop's steps (prime + max_len, an upper bound) times the time saved per step (measured
-# here: ~4.3 ms + 0.055 ms per stream) repay the compile.
+# The grammar's step compiled by XLA (SampleConfig.grammar_xla) runs 4-15x faster than as a
+# graph: 1.40 ms against 7.13 at 64 streams, 3.32 against 14.85 at 200 (bench_grammar.py);
+# in the decoding loop it saves 6.9 ms a step at 64 streams and 16.1 at 200
+# (docs/benchmarks.md). But the first call with a number of streams compiles it for 9-17 s
+# more than the graph's own optimisation takes. "auto" takes XLA when this process has
+# compiled it for that number of streams already, or when the loop's steps (prime + max_len,
+# an upper bound) times the saving per step (~4.3 ms + 0.055 ms per stream) repay 16 s.
 XLA_GRAMMAR_COMPILE_S = 16.0
 
 
