@@ -44,7 +44,7 @@ system-deps:
 
 # The demo uses the pretrained model shipped in saved_models/ (no training step).
 demo: setup
-	$(MUSICSEQ) generate $(SHIPPED) --num 4 --seed 7 --temperature 0.9 --constrain --form AABB --render --html --out out/demo
+	$(MUSICSEQ) generate $(SHIPPED) --num 4 --seed 7 --temperature 0.9 --repeat-bias 0.5 --constrain --form AABB --render --html --out out/demo
 
 # Reproduces the shipped default model, a Transformer with metrical and tonal inputs and a
 # logits head that reads note letters relative to the tonic, trained in mixed bfloat16 (57
