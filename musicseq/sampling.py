@@ -449,23 +449,28 @@ def compiled_grammar(chars, full_lookahead: bool = False, jit: bool = False) -> 
 # The grammar's step compiled by XLA (SampleConfig.grammar_xla) runs 4-15x faster than as a
 # graph: 1.40 ms against 7.13 at 64 streams, 3.32 against 14.85 at 200 (bench_grammar.py);
 # in the decoding loop it saves 6.9 ms a step at 64 streams and 16.1 at 200
-# (docs/benchmarks.md). But the first call with a number of streams compiles it for 9-17 s
+# (docs/benchmarks.md). But the first call with a number of streams compiles it for 9-27 s
 # more than the graph's own optimisation takes. "auto" takes XLA when this process has
-# compiled it for that number of streams already, or when the loop's steps (prime + max_len,
-# an upper bound) times the saving per step (~4.3 ms + 0.055 ms per stream) repay 16 s.
-XLA_GRAMMAR_COMPILE_S = 16.0
+# compiled it for that number of streams already, or when the steps the loop is expected to
+# run (it stops at the longest planned tune: 46-73% of prime + max_len in three runs of 200
+# tunes) times the saving per step (~4.3 ms + 0.055 ms per stream) repay 25 s. 200 tunes at
+# the defaults stay a graph (one CLI call: 92 s as a graph, 109 s with XLA, the same tunes).
+XLA_GRAMMAR_COMPILE_S = 25.0
+XLA_GRAMMAR_STEP_SHARE = 0.6
 
 
 def grammar_xla(setting: str, chars, streams: int, steps: int) -> bool:
-    """Whether constrained decoding of ``streams`` tunes runs the grammar's step under XLA
-    (``setting``: SampleConfig.grammar_xla). The look-ahead grammar, which only primes that
-    end inside a decoration, annotation or field need, stays a graph."""
+    """Whether constrained decoding of ``streams`` tunes, at most ``steps`` loop steps, runs
+    the grammar's step under XLA (``setting``: SampleConfig.grammar_xla). The look-ahead
+    grammar, which only primes that end inside a decoration, annotation or field need,
+    stays a graph."""
     if setting != "auto":
         return setting == "on"
     compiled = _GRAMMARS.get((tuple(chars), False, True))
     if compiled is not None and streams in compiled.xla_streams:
         return True
-    return steps * (4.3 + 0.055 * streams) / 1000 > XLA_GRAMMAR_COMPILE_S
+    saved_ms = XLA_GRAMMAR_STEP_SHARE * steps * (4.3 + 0.055 * streams)
+    return saved_ms / 1000 > XLA_GRAMMAR_COMPILE_S
 
 
 CHUNK = 64  # loop steps per compiled call in process (progress is reported between calls)
