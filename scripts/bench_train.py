@@ -340,7 +340,10 @@ def main() -> None:
     lines += [
         "",
         *(
-            [f"Rows {', '.join(earlier)}: from an earlier run of this script (not run this time)."]
+            [
+                f"Rows {', '.join(earlier)}: from earlier runs of this script (not run this "
+                "time: their machine, date and PyTorch may differ from the line above)."
+            ]
             if earlier
             else []
         ),
