@@ -274,7 +274,6 @@ def constrained_rows(rounds: int) -> list[dict]:
         }
         times = {name: [] for name in runs}
         steps = {name: [] for name in runs}
-        chars = {name: [] for name in runs}
         first = {}
         for r in range(rounds + 1):  # round 0 traces (and compiles)
             for name, how in runs.items():
@@ -284,7 +283,7 @@ def constrained_rows(rounds: int) -> list[dict]:
                 )
                 seen = []
                 start = time.perf_counter()
-                tunes = generate(
+                generate(
                     loaded.model,
                     loaded.config,
                     loaded.vocab,
@@ -297,7 +296,6 @@ def constrained_rows(rounds: int) -> list[dict]:
                 if r:
                     times[name].append(seconds)
                     steps[name].append(seen[-1][0])
-                    chars[name].append(sum(len(t) for t in tunes))
                 else:
                     first[name] = seconds
                 print(f"{streams} streams, {name}, round {r}: {seconds:.1f} s", flush=True)
@@ -305,7 +303,6 @@ def constrained_rows(rounds: int) -> list[dict]:
         row = dict(streams=streams, first=first)
         for name in runs:
             row[name] = per_step[name]
-            row[f"{name}_chars"] = [c / t for c, t in zip(chars[name], times[name])]
         for name in ("graph", "xla"):
             row[f"{name}_ratio"] = [c / f for c, f in zip(per_step[name], per_step["free"])]
         rows.append(row)
