@@ -66,23 +66,30 @@ def top_k_filter(logits, k):
     """Keep the ``k`` largest logits per row; ``k <= 0`` keeps all."""
     import tensorflow as tf
 
-    vocab_size = tf.shape(logits)[-1]
-    k = tf.where(k <= 0, vocab_size, tf.minimum(k, vocab_size))
-    kth = tf.gather(tf.sort(logits, axis=-1, direction="DESCENDING"), k - 1, axis=-1)  # (batch,)
-    return tf.where(logits < kth[:, None], NEG_INF, logits)
+    def filtered():
+        vocab_size = tf.shape(logits)[-1]
+        kth = tf.gather(
+            tf.sort(logits, axis=-1, direction="DESCENDING"), tf.minimum(k, vocab_size) - 1, axis=-1
+        )  # (batch,)
+        return tf.where(logits < kth[:, None], NEG_INF, logits)
+
+    # Off (the default), the sort is skipped: it is a sizeable part of a small model's step.
+    return tf.cond(k > 0, filtered, lambda: logits)
 
 
 def top_p_filter(logits, p):
     """Nucleus sampling: keep the smallest set of tokens whose probability reaches ``p``."""
     import tensorflow as tf
 
-    ordered = tf.sort(logits, axis=-1, direction="DESCENDING")
-    probs = tf.nn.softmax(ordered, axis=-1)
-    before = tf.cumsum(probs, axis=-1, exclusive=True)  # probability of the tokens ranked above
-    kept = tf.where(before < p, ordered, tf.constant(float("inf")))  # the first is always kept
-    threshold = tf.reduce_min(kept, axis=-1)  # smallest kept logit
-    filtered = tf.where(logits < threshold[:, None], NEG_INF, logits)
-    return tf.where(p >= 1.0, logits, filtered)
+    def filtered():
+        ordered = tf.sort(logits, axis=-1, direction="DESCENDING")
+        probs = tf.nn.softmax(ordered, axis=-1)
+        before = tf.cumsum(probs, axis=-1, exclusive=True)  # probability ranked above
+        kept = tf.where(before < p, ordered, tf.constant(float("inf")))  # the first is kept
+        threshold = tf.reduce_min(kept, axis=-1)  # smallest kept logit
+        return tf.where(logits < threshold[:, None], NEG_INF, logits)
+
+    return tf.cond(p < 1.0, filtered, lambda: logits)
 
 
 # --- logits processors ------------------------------------------------------------------

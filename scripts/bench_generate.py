@@ -2,6 +2,7 @@
 
     python scripts/bench_generate.py            # writes its section of docs/benchmarks.md
     python scripts/bench_generate.py --quick    # fewer rounds, nothing written
+    python scripts/bench_generate.py --only-free --rounds 5   # section 3 alone, spliced in
 
 1. The lab's naive loop against musicseq's compiled loop and SavedModel (LSTM 1024).
 2. The Transformer's cached step, per position: a fixed number of steps timed from a cache
@@ -21,6 +22,7 @@ end-of-tune logit pushed to -1e9 where a fixed length is timed, so no stream sto
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -136,9 +138,12 @@ def measure_free(streams: int, length: int, shipped: bool = False) -> float:
         sampler = sampler_for(model, config)
     run = _runner(sampler, [EOT] + prime, streams, length)
     run(0)  # trace
-    start = time.perf_counter()
-    run(1)
-    return streams * length / (time.perf_counter() - start)
+    best = float("inf")
+    for seed in (1, 2):  # the faster of two calls: a round's figure is not one stall
+        start = time.perf_counter()
+        run(seed)
+        best = min(best, time.perf_counter() - start)
+    return streams * length / best
 
 
 def _runner(sampler, prime, streams, length):
@@ -348,6 +353,12 @@ def main() -> None:
     parser.add_argument("--child", choices=("positions", "free", "shipped"), help=argparse.SUPPRESS)
     parser.add_argument("--streams", type=int, default=64, help=argparse.SUPPRESS)
     parser.add_argument("--length", type=int, default=300, help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; 2 with --quick)")
+    parser.add_argument(
+        "--only-free",
+        action="store_true",
+        help="re-measure section 3 only (free sampling against the baseline) and splice it in",
+    )
     parser.add_argument(
         "--only-constrained",
         action="store_true",
@@ -359,39 +370,32 @@ def main() -> None:
         return
     from _bench import machine, write_section
 
-    rounds = 2 if args.quick else 3
+    rounds = args.rounds or (2 if args.quick else 3)
     if args.only_constrained:
         lines = constrained_lines(constrained_rows(rounds), rounds)
         print("\n".join(lines))
         if not args.quick:
-            splice_constrained("\n".join(lines))
+            splice("### Constrained against free decoding", "\n".join(lines))
         return
-    baseline = Path(tempfile.mkdtemp(prefix="musicseq-baseline-"))
-    subprocess.run(
-        ["git", "worktree", "add", "--detach", str(baseline), BASELINE],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-    try:
+    if args.only_free:
+        with baseline_tree() as baseline:
+            free, shipped = free_rows(baseline, rounds)
+        lines = free_lines(free, shipped, rounds, f"Machine: {machine()}. ")
+        print("\n".join(lines))
+        if not args.quick:
+            splice("### Free sampling, 64 streams", "\n".join(lines))
+        return
+    with baseline_tree() as baseline:
         trees = {"baseline": baseline, "now": ROOT}
         positions = {name: {p: [] for p in POSITIONS} for name in trees}
         batch1 = {name: {p: [] for p in POSITIONS} for name in trees}
-        free = {name: [] for name in trees}
-        shipped = []  # this tree's shipped default (metrical and tonal inputs: not in the baseline)
         for _ in range(rounds):  # interleaved: baseline, now, baseline, now, ...
             for name, tree in trees.items():
                 for p, ms in in_tree(tree, "positions", 64).items():
                     positions[name][int(p)].append(ms)
                 for p, ms in in_tree(tree, "positions", 1).items():
                     batch1[name][int(p)].append(ms)
-                free[name].append(in_tree(tree, "free", 64, 300))
-                print(name, free[name][-1], flush=True)
-            shipped.append(in_tree(ROOT, "shipped", 64, 300))
-    finally:
-        subprocess.run(
-            ["git", "worktree", "remove", "--force", str(baseline)], cwd=ROOT, capture_output=True
-        )
+        free, shipped = free_rows(baseline, rounds)
     lab = lab_rows(rounds)
     constrained = constrained_rows(rounds)
 
@@ -426,24 +430,7 @@ def main() -> None:
             f"| {p} | {spread(b)} | {spread(n)} | {statistics.median(b) / statistics.median(n):.2f}× "
             f"| {spread(batch1['baseline'][p])} | {spread(batch1['now'][p])} |"
         )
-    speedup = statistics.median(free["now"]) / statistics.median(free["baseline"])
-    lines += [
-        "",
-        "### Free sampling, 64 streams × 300 characters",
-        "",
-        "A Transformer of the shipped default's shape with random weights in both trees (the "
-        "baseline cannot load today's shipped default, whose metrical and tonal inputs came "
-        "later); the shipped default itself in this tree.",
-        "",
-        "| tree | characters/s |",
-        "|---|---:|",
-        f"| baseline ({BASELINE}) | {spread(free['baseline'], digits=0)} |",
-        f"| now | {spread(free['now'], digits=0)} |",
-        f"| now, the shipped default (metrical and tonal inputs) | {spread(shipped, digits=0)} |",
-        "",
-        f"Speed-up (ratio of medians): {speedup:.3f}× (target ≥ 3×: {'met' if speedup >= 3 else 'missed'}).",
-        "",
-    ]
+    lines += ["", *free_lines(free, shipped, rounds), ""]
     lines += constrained_lines(constrained, rounds)
     text = "\n".join(lines)
     print(text)
@@ -451,16 +438,71 @@ def main() -> None:
         write_section("bench_generate", text)
 
 
-def splice_constrained(text: str) -> None:
-    """Replace the constrained subsection of docs/benchmarks.md's bench_generate section."""
+@contextlib.contextmanager
+def baseline_tree():
+    """A git worktree of the baseline commit, removed afterwards."""
+    baseline = Path(tempfile.mkdtemp(prefix="musicseq-baseline-"))
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(baseline), BASELINE],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield baseline
+    finally:
+        subprocess.run(
+            ["git", "worktree", "remove", "--force", str(baseline)], cwd=ROOT, capture_output=True
+        )
+
+
+def free_rows(baseline: Path, rounds: int) -> tuple[dict, list]:
+    """Characters/s of free sampling (section 3) per round: the baseline and this tree
+    interleaved, and this tree's shipped default (its metrical and tonal inputs are not in
+    the baseline)."""
+    free, shipped = {"baseline": [], "now": []}, []
+    for _ in range(rounds):
+        for name, tree in (("baseline", baseline), ("now", ROOT)):
+            free[name].append(in_tree(tree, "free", 64, 300))
+            print(name, free[name][-1], flush=True)
+        shipped.append(in_tree(ROOT, "shipped", 64, 300))
+    return free, shipped
+
+
+def free_lines(free: dict, shipped: list, rounds: int, machine_line: str = "") -> list[str]:
+    speedup = statistics.median(free["now"]) / statistics.median(free["baseline"])
+    met = "met" if speedup >= 3 else "missed"
+    return [
+        "### Free sampling, 64 streams × 300 characters",
+        "",
+        f"{machine_line}A Transformer of the shipped default's shape with random weights in "
+        "both trees (the baseline cannot load today's shipped default, whose metrical and "
+        "tonal inputs came later); the shipped default itself in this tree. Each round: the "
+        f"faster of two timed calls after one that traces; median of {rounds} rounds (min–max).",
+        "",
+        "| tree | characters/s |",
+        "|---|---:|",
+        f"| baseline ({BASELINE}) | {spread(free['baseline'], digits=0)} |",
+        f"| now | {spread(free['now'], digits=0)} |",
+        f"| now, the shipped default (metrical and tonal inputs) | {spread(shipped, digits=0)} |",
+        "",
+        f"Speed-up (ratio of medians): {speedup:.2f}× (target ≥ 3×: {met}).",
+    ]
+
+
+def splice(heading: str, text: str) -> None:
+    """Replace the subsection of docs/benchmarks.md's bench_generate section that starts with
+    ``heading`` (up to the next ``###`` heading or the section's end) by ``text``."""
     from _bench import write_section
 
     path = ROOT / "docs" / "benchmarks.md"
     doc = path.read_text()
     start = doc.index("<!-- bench_generate:start -->") + len("<!-- bench_generate:start -->")
     section = doc[start : doc.index("<!-- bench_generate:end -->")].strip("\n")
-    head = section[: section.index("### Constrained against free decoding")]
-    write_section("bench_generate", head + text)
+    begin = section.index(heading)
+    after = section.find("\n### ", begin + len(heading))
+    tail = "" if after < 0 else "\n\n" + section[after + 1 :]
+    write_section("bench_generate", section[:begin] + text.rstrip("\n") + tail)
 
 
 if __name__ == "__main__":
