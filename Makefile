@@ -80,7 +80,7 @@ train-gru: setup
 # Two test processes (pytest-xdist): 12 minutes here instead of 19 in one; each test is
 # independent (its own tmp_path, session fixtures built per process).
 test: setup
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 --dist worksteal
 
 lint: setup
 	$(VENV)/bin/ruff check musicseq tests scripts
