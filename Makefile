@@ -77,8 +77,9 @@ train-gru: setup
 	# It repeats bars only with a strong nudge (docs/form.md).
 	$(PY) scripts/sampling_sweep.py $(or $(OUT),models/folk-gru) --set constrained repeat_bias=4
 
-# Two test processes (pytest-xdist): 12 minutes here instead of 19 in one; each test is
-# independent (its own tmp_path, session fixtures built per process).
+# Two test processes (pytest-xdist; 12-15 minutes on 2 cores against 19 in one, the machine's
+# speed drifting); each test is independent (its own tmp_path, session fixtures built per
+# process), and an idle worker takes queued tests from the other (worksteal).
 test: setup
 	$(PY) -m pytest -q -n 2 --dist worksteal
 

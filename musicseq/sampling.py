@@ -73,7 +73,8 @@ def top_k_filter(logits, k):
         )  # (batch,)
         return tf.where(logits < kth[:, None], NEG_INF, logits)
 
-    # Off (the default), the sort is skipped: it is a sizeable part of a small model's step.
+    # Off (the default), the sort is skipped: with top-p's, 0.53 ms of a step at 64 streams
+    # (0.07-0.10 without them; docs/benchmarks.md).
     return tf.cond(k > 0, filtered, lambda: logits)
 
 
