@@ -461,8 +461,9 @@ def free_rows(baseline: Path, rounds: int) -> tuple[dict, list]:
     interleaved, and this tree's shipped default (its metrical and tonal inputs are not in
     the baseline)."""
     free, shipped = {"baseline": [], "now": []}, []
-    for _ in range(rounds):
-        for name, tree in (("baseline", baseline), ("now", ROOT)):
+    trees = [("baseline", baseline), ("now", ROOT)]
+    for round_ in range(rounds):  # ABBA: a machine that drifts within a round favours neither
+        for name, tree in trees if round_ % 2 == 0 else trees[::-1]:
             free[name].append(in_tree(tree, "free", 64, 300))
             print(name, free[name][-1], flush=True)
         shipped.append(in_tree(ROOT, "shipped", 64, 300))
@@ -478,7 +479,8 @@ def free_lines(free: dict, shipped: list, rounds: int, machine_line: str = "") -
         f"{machine_line}A Transformer of the shipped default's shape with random weights in "
         "both trees (the baseline cannot load today's shipped default, whose metrical and "
         "tonal inputs came later); the shipped default itself in this tree. Each round: the "
-        f"faster of two timed calls after one that traces; median of {rounds} rounds (min–max).",
+        "faster of two timed calls after one that traces, the two trees in alternating order "
+        f"(ABBA); median of {rounds} rounds (min–max).",
         "",
         "| tree | characters/s |",
         "|---|---:|",
