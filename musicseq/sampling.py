@@ -482,6 +482,7 @@ def grammar_xla(setting: str, chars, streams: int, steps: int) -> bool:
 
 
 CHUNK = 64  # loop steps per compiled call in process (progress is reported between calls)
+PER_STREAM_PARAMS = {"grammar"}  # decoding parameters with a row per stream
 
 
 class Sampler:
@@ -504,8 +505,11 @@ class Sampler:
         # grammar's code as well made tracing several times slower.
         compiled = dict(reduce_retracing=True, autograph=False)
         self.generate_ids = tf.function(self._generate, **compiled)
-        self.score_ids = tf.function(self._score, **compiled)
-        self.score_positions = tf.function(self._score_positions, **compiled)
+        # The scorers are traced once for any batch of any length (reduce_retracing alone
+        # traces the first batch's shape, then again for the second batch's).
+        rows = [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32)]
+        self.score_ids = tf.function(self._score, input_signature=rows, **compiled)
+        self.score_positions = tf.function(self._score_positions, input_signature=rows, **compiled)
         self._start_compiled = tf.function(self._start, **compiled)
         self._loop_compiled = tf.function(self._loop, **compiled)
 
@@ -602,6 +606,8 @@ class Sampler:
         # One stream is traced on its own (the Transformer then keeps its cache in one block:
         # models.transformer.cache_blocks); any other number shares one trace.
         num_t = 1 if num == 1 else tf.constant(num, tf.int32)
+        if num != 1:
+            self._trace_for_any_size(params)
         total = len(prime_ids) - 1 + max_len
         carry = self._start_compiled(prime, num_t, params)
         pieces, step, chars = [], 0, 0
@@ -620,6 +626,28 @@ class Sampler:
                 break
         ids = np.concatenate(pieces, axis=1) if pieces else np.zeros((num, 0), np.int32)
         return ids[:, len(prime_ids) - 1 :]
+
+    def _trace_for_any_size(self, params):
+        """Trace the loop's two functions for any prime length and number of streams (but
+        one) before their first call. Traced for the first call's sizes, they were traced again
+        for the next call with other sizes: ~17 s more for the shipped default's second
+        constrained call (the quickstart notebook's jigs). A cache hit after the first time."""
+        import tensorflow as tf
+
+        def spec(name, value):
+            if not isinstance(value, tf.Tensor):
+                return value  # a Python setting (full_lookahead, grammar_xla): its own trace
+            shape = [None, *value.shape[1:]] if name in PER_STREAM_PARAMS else value.shape
+            return tf.TensorSpec(shape, value.dtype)
+
+        prime = tf.TensorSpec([None], tf.int32)
+        scalar = tf.TensorSpec([], tf.int32)
+        params = {name: spec(name, value) for name, value in params.items()}
+        start = self._start_compiled.get_concrete_function(prime, scalar, params)
+        carry = tf.nest.map_structure(
+            lambda t: tf.TensorSpec(t.shape, t.dtype), start.structured_outputs
+        )
+        self._loop_compiled.get_concrete_function(carry, prime, scalar, params)
 
     def _score(self, ids, lengths):
         """Total nats of each row: ``ids`` (batch, T) ``EOT tune EOT`` padded, ``lengths``

@@ -221,3 +221,22 @@ def test_grammar_xla_auto_compiles_only_when_the_run_repays_it():
     assert grammar_xla("auto", chars, 200, 4004)
     with pytest.raises(ValueError, match="grammar-xla"):
         SampleConfig(grammar_xla="yes").validate()
+
+
+def test_a_call_writes_the_same_tunes_whatever_was_called_before(bfloat16_model_dir):
+    # The loop is traced once for any number of streams and prime length: traced for the
+    # first call's sizes, it was traced again for the next sizes, and the shipped bfloat16
+    # Transformer then wrote other tunes for the same seed in a second call than in a first
+    # (a notebook's tunes could not be made again by the command line).
+    from musicseq.sampling import sampler_for, score_texts
+
+    config = SampleConfig(num=3, max_len=60, seed=9)
+    first = generate(*load_model_dir(bfloat16_model_dir), config)
+    loaded = load_model_dir(bfloat16_model_dir)  # a new model object: a new sampler
+    generate(*loaded, SampleConfig(num=5, max_len=40, seed=1, prime="X:1\nT:A\n"))
+    assert generate(*loaded, config) == first
+    sampler = sampler_for(*loaded)
+    assert sampler._start_compiled.experimental_get_tracing_count() == 1
+    assert sampler._loop_compiled.experimental_get_tracing_count() == 1
+    score_texts(*loaded, ["X:1\nK:G\nAB|\n", "X:2\nK:D\nABcdef|\n" * 3], batch_size=1)
+    assert sampler.score_ids.experimental_get_tracing_count() == 1
