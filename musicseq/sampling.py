@@ -606,8 +606,7 @@ class Sampler:
         # One stream is traced on its own (the Transformer then keeps its cache in one block:
         # models.transformer.cache_blocks); any other number shares one trace.
         num_t = 1 if num == 1 else tf.constant(num, tf.int32)
-        if num != 1:
-            self._trace_for_any_size(params)
+        self._trace_for_any_size(num_t, params)
         total = len(prime_ids) - 1 + max_len
         carry = self._start_compiled(prime, num_t, params)
         pieces, step, chars = [], 0, 0
@@ -627,23 +626,30 @@ class Sampler:
         ids = np.concatenate(pieces, axis=1) if pieces else np.zeros((num, 0), np.int32)
         return ids[:, len(prime_ids) - 1 :]
 
-    def _trace_for_any_size(self, params):
-        """Trace the loop's two functions for any prime length and number of streams (but
-        one) before their first call. Traced for the first call's sizes, they were traced again
-        for the next call with other sizes: ~17 s more for the shipped default's second
-        constrained call (the quickstart notebook's jigs). A cache hit after the first time."""
+    def _trace_for_any_size(self, num, params):
+        """Trace the loop's two functions for any prime length and number of streams (a
+        Python ``num`` of 1: for one stream) before their first call. Traced for the first
+        call's sizes, they were traced again for the next call with other sizes: ~17 s more
+        for the shipped default's second constrained call (the quickstart notebook's jigs).
+        A cache hit after the first time."""
         import tensorflow as tf
+
+        any_num = not isinstance(num, int)
 
         def spec(name, value):
             if not isinstance(value, tf.Tensor):
                 return value  # a Python setting (full_lookahead, grammar_xla): its own trace
-            shape = [None, *value.shape[1:]] if name in PER_STREAM_PARAMS else value.shape
-            return tf.TensorSpec(shape, value.dtype)
+            per_stream = any_num and name in PER_STREAM_PARAMS
+            return tf.TensorSpec(
+                [None, *value.shape[1:]] if per_stream else value.shape, value.dtype
+            )
 
         prime = tf.TensorSpec([None], tf.int32)
         scalar = tf.TensorSpec([], tf.int32)
         params = {name: spec(name, value) for name, value in params.items()}
-        start = self._start_compiled.get_concrete_function(prime, scalar, params)
+        start = self._start_compiled.get_concrete_function(
+            prime, scalar if any_num else num, params
+        )
         carry = tf.nest.map_structure(
             lambda t: tf.TensorSpec(t.shape, t.dtype), start.structured_outputs
         )

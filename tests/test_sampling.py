@@ -240,3 +240,9 @@ def test_a_call_writes_the_same_tunes_whatever_was_called_before(bfloat16_model_
     assert sampler._loop_compiled.experimental_get_tracing_count() == 1
     score_texts(*loaded, ["X:1\nK:G\nAB|\n", "X:2\nK:D\nABcdef|\n" * 3], batch_size=1)
     assert sampler.score_ids.experimental_get_tracing_count() == 1
+    # One stream starts from a trace of its own (a Transformer's cache in one block), for
+    # any prime.
+    one = generate(*loaded, SampleConfig(num=1, max_len=40, seed=2))
+    assert generate(*loaded, SampleConfig(num=1, max_len=40, seed=2, prime="X:1\nT:A\n"))
+    assert generate(*loaded, SampleConfig(num=1, max_len=40, seed=2)) == one
+    assert sampler._start_compiled.experimental_get_tracing_count() == 2
