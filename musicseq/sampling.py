@@ -755,8 +755,10 @@ def plan_forms(config: SampleConfig, fixed: dict[str, str] | None = None) -> lis
     ``form="auto"`` draws a (meter, form) pair per tune from the corpus's forms
     (:func:`musicseq.notation.form.form_prior`) — the form given the meter when the meter is
     forced — among the forms a grammar can write (parts of 8 or 16 bars, each written once
-    or repeated); the draw is seeded by ``config.seed``. Otherwise every tune gets
-    ``config.form`` with ``config.bars`` bars per part (``free``: no form).
+    or repeated); the draw is seeded by ``config.seed``. A meter the prime writes counts as
+    forced (``M:3/4\n``), and a prime that ends inside its ``M:`` field draws among the
+    meters it begins (``M:6`` → 6/8, 6/4). Otherwise every tune gets ``config.form`` with
+    ``config.bars`` bars per part (``free``: no form).
     """
     import json
 
@@ -769,16 +771,28 @@ def plan_forms(config: SampleConfig, fixed: dict[str, str] | None = None) -> lis
     if config.form != "auto":
         form = None if config.form == "free" else config.form
         return [dict(fixed=fixed, form=form, bars=config.bars, cadence=cadence)] * config.num
+    begun = None  # the start of a meter the prime leaves unfinished
+    if "M" not in fixed:
+        value, complete = prime_field(config.prime, "M")
+        if complete:
+            fixed["M"] = value
+        else:
+            begun = value
     shipped = json.loads(PRIOR_FILE.read_text())
     prior, per_meter = shipped["forms"], shipped["tunes_per_meter"]
     choices = []  # (probability, meter, form, bars)
     for meter, forms in prior.items():
         if "M" in fixed and meter != meter_name(fixed["M"]):
             continue
+        if begun is not None and not meter.startswith(begun):
+            continue
         for key, p in forms.items():
             label, _, bars = key.partition("/")
             if label in GENERATABLE and bars in ("8", "16"):
                 choices.append((p * per_meter.get(meter, 0), meter, label, int(bars)))
+    # Only forms the prime can begin (a prime that opens a repeat, |:, rules out AB).
+    possible = [c for c in choices if _begins(config.prime, fixed, *c[1:], cadence)]
+    choices = possible or choices  # none: generate() names where the prime fails
     if not choices:  # a meter the corpus never uses: its commonest form
         choices = [(1.0, fixed.get("M"), "AABB", config.bars)]
     weights = np.asarray([c[0] for c in choices])
@@ -790,6 +804,36 @@ def plan_forms(config: SampleConfig, fixed: dict[str, str] | None = None) -> lis
         forced = dict(fixed) if "M" in fixed or meter is None else {**fixed, "M": meter}
         plans.append(dict(fixed=forced, form=label, bars=bars, cadence=cadence))
     return plans
+
+
+def _begins(prime: str, fixed: dict, meter, form, bars, cadence) -> bool:
+    """Whether the reference grammar of this plan accepts ``prime`` (~0.1 ms)."""
+    from musicseq.notation.grammar import GrammarError, TuneGrammar
+
+    forced = dict(fixed) if "M" in fixed or meter is None else {**fixed, "M": meter}
+    try:
+        grammar = TuneGrammar(fixed=forced, form=form, bars_per_part=bars, cadence=cadence)
+        for ch in prime:
+            grammar.advance(ch)
+    except GrammarError:
+        return False
+    return True
+
+
+_HEADER_FIELD = re.compile(r"^([A-Za-z]):([^\n]*)(\n?)", re.MULTILINE)
+
+
+def prime_field(prime: str, name: str) -> tuple[str | None, bool]:
+    """The value of header field ``name`` in ``prime`` (before its ``K:`` line ends), and
+    whether its line is complete: ``("3/4", True)`` for ``M:3/4\n``, ``("6", False)`` for
+    a prime ending ``M:6``, ``(None, False)`` when the prime has no such field."""
+    for match in _HEADER_FIELD.finditer(prime):
+        field, value, newline = match.groups()
+        if field == name:
+            return value.strip(), bool(newline)
+        if field == "K" and newline:
+            break  # the body: a mid-tune field changes the tune, not its header
+    return None, False
 
 
 _BAR_SPLIT = re.compile(r"[|\]]+:*\d*|:+[|\]]*\d*|\[\d")

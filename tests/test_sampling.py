@@ -114,6 +114,21 @@ def test_form_plans_follow_the_corpus_and_the_forced_meter():
     assert all(p["fixed"]["M"] == "3/4" for p in plan_forms(SampleConfig(num=20), {"M": "3/4"}))
     fixed = plan_forms(SampleConfig(num=3, form="AB", bars=16, cadence="none"))
     assert fixed[0] == {"fixed": {}, "form": "AB", "bars": 16, "cadence": None}
+    # A meter the prime writes is the tunes' meter (drawn otherwise, it contradicted the
+    # prime: "constrained decoding cannot continue this prime"); one it begins, a meter so begun.
+    head = "X:1\nT:Test\nM:3/4\nL:1/8\nK:Am\n|:A2 cB"
+    assert {p["fixed"]["M"] for p in plan_forms(SampleConfig(num=40, prime=head))} == {"3/4"}
+    begun = {p["fixed"]["M"] for p in plan_forms(SampleConfig(num=200, prime="X:1\nT:a\nM:6"))}
+    assert begun == {"6/8", "6/4"}
+    body = "X:1\nT:a\nM:2/4\nK:G\nAB|\nM:3/4\nABc|"  # a change of meter in the body
+    assert {p["fixed"]["M"] for p in plan_forms(SampleConfig(num=10, prime=body))} == {"2/4"}
+    common = plan_forms(SampleConfig(num=10, prime="X:1\nT:a\nM:C"))  # C or C|: not forced
+    assert all("M" not in p["fixed"] for p in common)
+    # Only forms the prime can begin: a part opened with a repeat is played twice.
+    assert all(p["form"].startswith("AA") for p in plan_forms(SampleConfig(num=100, prime=head)))
+    assert plan_forms(SampleConfig(num=50, seed=4)) == plan_forms(
+        SampleConfig(num=50, seed=4, prime="X:1\n")
+    )
 
 
 def test_constrained_tunes_take_the_asked_form(tiny_model_dir):
