@@ -812,7 +812,9 @@ def _begins(prime: str, fixed: dict, meter, form, bars, cadence) -> bool:
 
     forced = dict(fixed) if "M" in fixed or meter is None else {**fixed, "M": meter}
     try:
-        grammar = TuneGrammar(fixed=forced, form=form, bars_per_part=bars, cadence=cadence)
+        grammar = TuneGrammar(
+            fixed=forced, form=form, bars_per_part=bars, cadence=cadence, header="template"
+        )
         for ch in prime:
             grammar.advance(ch)
     except GrammarError:
@@ -940,6 +942,7 @@ def generate(
                     form=plan["form"],
                     bars_per_part=plan["bars"],
                     cadence=plan["cadence"],
+                    header="template",  # as the in-graph grammar writes headers
                 )
                 grammars.append(grammar)
             rows = sampler.graph_grammar().plans(plans)
@@ -950,7 +953,12 @@ def generate(
                 for ch in config.prime:
                     grammar.advance(ch)
         except GrammarError as exc:
-            raise UserError(f"constrained decoding cannot continue this prime ({exc})") from exc
+            hint = ""
+            if not re.search(r"(^|\n)K:[^\n]*\n", grammar.text):  # failed in the header
+                hint = "; a constrained tune's header is X:1, T:, M:, L:, K:, one line each"
+            raise UserError(
+                f"constrained decoding cannot continue this prime ({exc}){hint}"
+            ) from exc
         params["grammar"] = tf.constant(rows)
         if any(needs_full_lookahead(grammar.state) for grammar in grammars):
             params["full_lookahead"] = True

@@ -151,6 +151,18 @@ def test_constrain_with_a_key_the_vocabulary_cannot_spell_is_a_clear_error(tiny_
         generate_constrained(model, config, vocab, SampleConfig(num=1), fixed={"K": key})
 
 
+def test_a_prime_outside_the_template_header_is_a_clear_error(tiny_model_dir):
+    # The in-graph grammar writes the template header (X:, T:, M:, L:, K:); the prime used to
+    # be checked against the corpus's headers when nothing was forced, so a prime without L:
+    # passed the check and came back as tunes of nothing but the prime.
+    from musicseq.errors import UserError
+
+    model, config, vocab = load_model_dir(tiny_model_dir)
+    sample = SampleConfig(num=1, prime="X:1\nT:Test\nM:6/8\nK:G\n", form="AB")
+    with pytest.raises(UserError, match="'K' is not allowed .* header is X:1, T:, M:, L:, K:"):
+        generate_constrained(model, config, vocab, sample)
+
+
 def test_repeat_candidates_do_not_ask_for_a_third_identical_bar():
     from musicseq.sampling import repeat_candidates
 
