@@ -592,7 +592,22 @@ class Sampler:
         import tensorflow as tf
 
         total = tf.shape(prime)[0] - 1 + max_len  # feed the prime, then sample max_len
-        _, generated = self._loop(self._start(prime, num, params), prime, total, params)
+        carry, generated = self._loop(self._start(prime, num, params), prime, total, params)
+        if "grammar" in params:
+            # In process, generate() replays the prime through the reference grammar first;
+            # here (the SavedModel) a prime the grammar rejects would come back as the tunes.
+            chain = self.processors(params)
+            at = [isinstance(p, GrammarMask) for p in chain].index(True)
+            rejected = tf.equal(chain[at].grammar.graph.finished(carry[4][at][0]), 2)
+            check = tf.debugging.Assert(
+                ~tf.reduce_any(rejected),
+                [
+                    "constrained decoding cannot continue this prime (a constrained tune's "
+                    "header is X:1, T:, M:, L:, K:, one line each, and its body follows the form)"
+                ],
+            )
+            with tf.control_dependencies([check]):
+                generated = tf.identity(generated)
         return generated[:, tf.shape(prime)[0] - 1 :]  # the sampled part only
 
     def run(self, prime_ids, num, max_len, params, progress=None):

@@ -121,6 +121,10 @@ def test_savedmodel_constrains_like_in_process(kind_models, tmp_path):
         assert mine == theirs or theirs.startswith(mine)
     with pytest.raises(tf.errors.InvalidArgumentError, match="meter not among"):
         call_generate(saved, sample, constrain=True, fixed={"M": "5/7"})
+    # A prime the grammar rejects (no L: line) is an error, not tunes of nothing but the prime.
+    unheaded = SampleConfig(num=2, max_len=50, prime="X:1\nT:a\nM:4/4\nK:G\n", form="AB")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="cannot continue this prime"):
+        call_generate(saved, unheaded, constrain=True)
     with pytest.raises(tf.errors.InvalidArgumentError, match="form"):
         call_generate(saved, SampleConfig(form="AAAB"), constrain=True)
 
