@@ -1648,7 +1648,7 @@ class GraphGrammar(tf.Module):
         st = _upd(
             s,
             elapsed=end,
-            last=x,
+            last=tf.where(s[BROKEN_] > 0, 0, x),  # no broken rhythm chained onto a pair
             tup_left=tf.maximum(s[TUP_LEFT] - 1, 0),
             broken=0,
             content=1,
@@ -1827,7 +1827,15 @@ class GraphGrammar(tf.Module):
         return body & tf.where(_isin(ending, [1, 2]), in_ending, in_part)
 
     def _cap(self, s, cfg):
-        return tf.where(self._last_bar(s, cfg), s[BAR] - tf.maximum(s[PICKUP], 0), s[BAR])
+        later_pickup = (
+            cfg["form"]
+            & tf.equal(s[CLOSING], 0)
+            & tf.equal(s[PART_PHASE], PART_BODY)
+            & (s[PFIRST] > 0)
+            & (s[PICKUP] > 0)
+        )
+        cap = tf.where(later_pickup, s[PICKUP], s[BAR])
+        return tf.where(self._last_bar(s, cfg), s[BAR] - tf.maximum(s[PICKUP], 0), cap)
 
     def _final_bar(self, s, cfg):
         return (
@@ -1859,6 +1867,7 @@ class GraphGrammar(tf.Module):
         x = ticks
         ok = ok & (~tup | tf.equal(x * q % p, 0))
         x = tf.where(tup, x * q // p, x)
+        ok = ok & (tf.equal(s[BROKEN_], 0) | tf.equal(x, s[LAST]))  # a pair is written alike
         num = _gather(tf.constant([1, 1, 1, 3, 7], tf.int32), s[BROKEN_])
         den = _gather(tf.constant([1, 2, 4, 2, 4], tf.int32), s[BROKEN_])
         ok = ok & tf.equal(x * num % den, 0)
@@ -2069,7 +2078,7 @@ class GraphGrammar(tf.Module):
         pfirst = s[PFIRST] > 0
         full = tf.equal(e, bar)
         pick = ((s[PICKUP] < 0) & (e < bar)) | ((s[PICKUP] > 0) & tf.equal(e, s[PICKUP]))
-        ok_bar = ~last & tf.where(pfirst, full | pick, full)
+        ok_bar = ~last & tf.where(pfirst, (full & (s[PICKUP] <= 0)) | pick, full)
         st_bar = _upd(
             s,
             bar_in_part=tf.where(

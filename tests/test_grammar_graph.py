@@ -172,13 +172,29 @@ def test_allowed_walks_match_the_reference():
     replay(walks, plans)
 
 
+# Written by hand, with an AABB plan: a B part keeping A's pickup (accepted), a B part
+# without it, a broken pair of unlike notes and a chained one (each rejected, as abc2midi
+# would complain of them).
+HEAD = "X:1\nT:P\nM:6/8\nL:1/8\nK:D\n"
+A_PART = "|:A|" + "d>cd dcd|" * 7 + "f3 d2:|\n"
+BY_HAND = [
+    HEAD + A_PART + A_PART,
+    HEAD + A_PART + "|:" + "d2d dcd|" * 7 + "f3 d3:|\n",
+    HEAD + "|:A|d<c2 d/ d2|",
+    HEAD + "|:A|d>c>d d>c>d z/|",
+]
+
+
 def test_corpus_tunes_match_the_reference(corpus_dir):
-    """header="corpus": the allowed mask along corpus tunes, and rejection at the same place."""
-    plan = {"fixed": {}, "form": None, "bars": 8, "cadence": None}
-    walks, rejected_at = [], []
+    """header="corpus": the allowed mask along corpus tunes (and a few written by hand, in a
+    form), and rejection at the same place."""
+    free = {"fixed": {}, "form": None, "bars": 8, "cadence": None}
+    aabb = {"fixed": {}, "form": "AABB", "bars": 8, "cadence": None}
+    walks, rejected_at, plans = [], [], []
     from musicseq.corpus import load_split
 
-    for text in load_split(corpus_dir, "test")[:24]:
+    texts = [(free, text) for text in load_split(corpus_dir, "test")[:24]]
+    for plan, text in [*texts, *((aabb, text) for text in BY_HAND)]:
         g = reference(plan, header="corpus")
         w, where = [], None
         for i, ch in enumerate([*text, END]):
@@ -191,8 +207,11 @@ def test_corpus_tunes_match_the_reference(corpus_dir):
                 break
         walks.append(w)
         rejected_at.append(where)
+        plans.append(plan)
     assert any(r is None for r in rejected_at)
-    state = replay(walks, [plan] * len(walks), False, "corpus", full_lookahead=False)
+    assert rejected_at[-4] is None  # the rest stop inside their text, not at its end
+    assert all(r is not None and r < len(x) for r, x in zip(rejected_at[-3:], BY_HAND[1:]))
+    state = replay(walks, plans, False, "corpus", full_lookahead=False)
     finished = grammar("corpus", False).finished(state).numpy()
     for b, where in enumerate(rejected_at):
         assert finished[b] == (1 if where is None else 2), b

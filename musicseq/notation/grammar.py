@@ -18,8 +18,9 @@ L: / K:``. ``T:``, ``R:`` and ``P:`` are free text from a character set, ``Q:`` 
 *Body.* Notes with accidentals (``^ ^^ _ __ =``), octave marks (up to two) and a length
 suffix from :data:`SUFFIXES`; rests ``z`` ``x``; chords ``[ceg]`` (as long as their first
 note, times the length after ``]``); tuplets ``(2`` ``(3`` (their notes' durations tracked
-exactly); broken rhythm ``>`` ``<`` ``>>`` ``<<``; ties ``-``; slurs ``( )`` (a ``)``
-without its ``(`` is tolerated, as in the corpus); grace notes ``{...}`` (they take no time);
+exactly); broken rhythm ``>`` ``<`` ``>>`` ``<<`` (between two notes written alike and
+not chained, ``A>B>c``: abc2midi refuses both; the corpus rarely writes them); ties ``-``;
+slurs ``( )`` (a ``)`` without its ``(`` is tolerated, as in the corpus); grace notes ``{...}`` (they take no time);
 decorations (:data:`DECORATIONS`, :data:`BANG_DECORATIONS`); annotations ``"..."``; bar lines
 and repeats ``| || ||| |] |: :| :: :|: :|| :||: ||: [|]``; endings ``|1 |2 :|2 [1 [2``;
 spaces, `````, tabs, line breaks and ``\\`` continuations; body field lines ``K: M: L: P:``
@@ -41,8 +42,9 @@ endings ``|1 ... :|2 ...`` or ``[1 ... :| [2 ...``, of 1 to ``bars_per_part // 4
 each), an unrepeated one ends with ``||`` (or ``|]`` at the end). Each part has exactly
 ``bars_per_part`` bars, a pickup and the part's last bar counting as one: the first part may
 begin with a pickup of any length (``p``), every part then ends with a bar of ``bar - p``,
-and a later part may begin with the same pickup (or none, and then all further parts have
-none). After the last part only a line break and the end are allowed. ``cadence="tonic"``
+and every later part begins with the same pickup, so that each part's last bar and the next
+part's pickup make one bar (a later part without it, which 9% of the corpus's tunes with a
+pickup write, leaves the bar where the parts join short: abc2midi reports it). After the last part only a line break and the end are allowed. ``cadence="tonic"``
 makes the tune's last note the key's tonic (mode-aware, any octave); with a form the
 final bar cannot be completed by any other note.
 
@@ -71,7 +73,7 @@ repeat         a ``|:`` is open
 slur           open slurs (at most 3)
 tup_left       notes left in the tuplet; ``tup_p`` its p
 broken         pending broken rhythm (0, ``>``, ``>>``, ``<``, ``<<``)
-last           ticks of the last note in this bar (for broken rhythm)
+last           ticks of the last note in this bar (for broken rhythm; 0 after a broken pair)
 last_tonic     the tune's last note is the tonic
 spoiled        the tonic's letter got another accidental in this bar
 tonic          the key's tonic: letter index * 3 + accidental + 1
@@ -215,7 +217,7 @@ _BAR_TOKENS = (
 # The fields _place reads (its cache key).
 _PLACE_FIELDS = (
     *(ELAPSED, UNIT, BAR, TUP_LEFT, TUP_P, BROKEN_, PICKUP, CLOSING, PART_PHASE, PFIRST),
-    *(ENDING, END_BARS, END_LEN, BAR_IN_PART, PART, SHORT, FIRST),
+    *(ENDING, END_BARS, END_LEN, BAR_IN_PART, PART, SHORT, FIRST, LAST),
 )
 _place_key = itemgetter(*_PLACE_FIELDS)
 
@@ -996,6 +998,8 @@ class _Machine:
         if placed is None:
             return None
         s[ELAPSED], s[LAST] = placed
+        if s[BROKEN_]:  # the pair is complete: no broken rhythm chained onto it
+            s[LAST] = 0
         if s[TUP_LEFT]:
             s[TUP_LEFT] -= 1
         s[BROKEN_] = 0
@@ -1011,7 +1015,19 @@ class _Machine:
         """Ticks the current bar may hold."""
         if self._last_bar(s):
             return s[BAR] - max(s[PICKUP], 0)
+        if self._later_pickup(s):
+            return s[PICKUP]
         return s[BAR]
+
+    def _later_pickup(self, s: list) -> bool:
+        """With a form: the first bar of a later part, which is the first part's pickup."""
+        return (
+            self.form is not None
+            and not s[CLOSING]
+            and s[PART_PHASE] == PART_BODY
+            and bool(s[PFIRST])
+            and s[PICKUP] > 0
+        )
 
     def _last_bar(self, s: list) -> bool:
         """With a form: the current bar is the last of its part or ending."""
@@ -1059,6 +1075,8 @@ class _Machine:
                 return None
             x = x * q // p
         if s[BROKEN_]:
+            if x != s[LAST]:  # a broken pair's notes are written alike (abc2midi's rule)
+                return None
             x = x * broken_factors(self.broken_symbols[s[BROKEN_]])[1]
             if x.denominator != 1:
                 return None
@@ -1291,7 +1309,7 @@ class _Machine:
             if last:
                 return None
             if s[PFIRST]:
-                if e == bar:
+                if e == bar and s[PICKUP] <= 0:
                     s[BAR_IN_PART] += 1
                     s[PICKUP] = 0
                 elif (s[PICKUP] < 0 and e < bar) or (s[PICKUP] > 0 and e == s[PICKUP]):
