@@ -400,6 +400,7 @@ class GraphGrammar(tf.Module):
         mult = [length_multiplier(w) for w in suffix_words]
         self._suf_num = tf.constant([m.numerator for m in mult], tf.int32)
         self._suf_den = tf.constant([m.denominator for m in mult], tf.int32)
+        self._suf_empty = tf.constant([w == "" for w in suffix_words])  # after a chord's ']'
 
         self.bang = _Tries([machine.bang], [list(machine.bang.below[0])])
         self._bang_children = tf.constant(self.bang.children_np)
@@ -1931,7 +1932,9 @@ class GraphGrammar(tf.Module):
         return tf.where(
             always[..., None],
             True,
-            tf.where(tf.equal(ctx, CHORD_LENGTH)[..., None], whole & ok_cl, general),
+            tf.where(
+                tf.equal(ctx, CHORD_LENGTH)[..., None], whole & ok_cl & self._suf_empty, general
+            ),
         )
 
     # --- bar lines (``_token`` and its three cases) -----------------------------------------------

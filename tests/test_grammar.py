@@ -328,7 +328,7 @@ FREE = "X:1\nT:Idioms\nM:4/4\nL:1/8\nK:D\n"
         "(3ABc d2 e2 f2|(3def g2 a4|(3ABc (3ABc d4|d8|]\n",  # triplets
         "(2AB c2 d2 e|(3A2B2c2 d4|A8|A8||\n",  # duplet, a triplet of quarters
         "A>B c<d e>f g>a|d>>c d2 d4|A>-B c2 d4|A8|]\n",  # broken rhythm, >>, >-
-        "[ceg]2 [df]2 e4|[A,DF]4 d4|[ce]2 [df]3 [e/g/]6|d8|]\n",  # chords, chord lengths
+        "[c2e2g2] [d2f2] e4|[A,4DF] d4|[c2e2] [d3f3] [e3g3]|d8|]\n",  # chords, their lengths
         "(AB) c-c d2 (3(def)|{g}A2 {ag}B2 c4|~A2 .B2 !trill!c4|d8|]\n",  # slur, tie, grace
         '"4"A2 "^Segno"B2 uc2 vd2|TA2 HB2 c4|d8|d8||\n',  # annotations, bowings
         "|:A2B2 c2d2|e8|f8|1 f8:|2 g8||\n|:a8|b8|a8:|\n",  # endings, |:
@@ -364,6 +364,12 @@ def test_bars_must_add_up():
     assert first_rejection(FREE + "A8|B8|(3ABc d2 e2 f|c8|]\n") is not None  # 7 1/3 eighths
     with pytest.raises(GrammarError):
         walk(FREE + "A8|B8|A8|B8|A8|B8|A8|\n|: c8|c8|c8|]\n")  # an open repeat at the end
+
+
+def test_a_chord_lasts_as_its_first_note_with_no_length_after_it():
+    walk(FREE + "A8|[c2e2g2] [d2f] [e4g]|c8|]\n", min_bars=2)
+    outer = FREE + "A8|[ceg]2 [df]2 e4|c8|]\n"  # abc2midi: [F/f/]2 lasts 2 units, not 1
+    assert outer[first_rejection(outer, min_bars=2) - 1 :].startswith("]2")
 
 
 def test_a_broken_pair_is_two_notes_written_alike():

@@ -173,8 +173,8 @@ def test_allowed_walks_match_the_reference():
 
 
 # Written by hand, with an AABB plan: a B part keeping A's pickup (accepted), a B part
-# without it, a broken pair of unlike notes and a chained one (each rejected, as abc2midi
-# would complain of them).
+# without it, a broken pair of unlike notes, a chained one and a length after a chord (each
+# rejected: abc2midi would complain of them or read them otherwise).
 HEAD = "X:1\nT:P\nM:6/8\nL:1/8\nK:D\n"
 A_PART = "|:A|" + "d>cd dcd|" * 7 + "f3 d2:|\n"
 BY_HAND = [
@@ -182,6 +182,7 @@ BY_HAND = [
     HEAD + A_PART + "|:" + "d2d dcd|" * 7 + "f3 d3:|\n",
     HEAD + "|:A|d<c2 d/ d2|",
     HEAD + "|:A|d>c>d d>c>d z/|",
+    HEAD + "|:A|[df]2d dcd|",
 ]
 
 
@@ -209,8 +210,9 @@ def test_corpus_tunes_match_the_reference(corpus_dir):
         rejected_at.append(where)
         plans.append(plan)
     assert any(r is None for r in rejected_at)
-    assert rejected_at[-4] is None  # the rest stop inside their text, not at its end
-    assert all(r is not None and r < len(x) for r, x in zip(rejected_at[-3:], BY_HAND[1:]))
+    assert rejected_at[-len(BY_HAND)] is None  # the rest stop inside their text, not at its end
+    rest = rejected_at[1 - len(BY_HAND) :]
+    assert all(r is not None and r < len(x) for r, x in zip(rest, BY_HAND[1:]))
     state = replay(walks, plans, False, "corpus", full_lookahead=False)
     finished = grammar("corpus", False).finished(state).numpy()
     for b, where in enumerate(rejected_at):

@@ -17,7 +17,8 @@ L: / K:``. ``T:``, ``R:`` and ``P:`` are free text from a character set, ``Q:`` 
 
 *Body.* Notes with accidentals (``^ ^^ _ __ =``), octave marks (up to two) and a length
 suffix from :data:`SUFFIXES`; rests ``z`` ``x``; chords ``[ceg]`` (as long as their first
-note, times the length after ``]``); tuplets ``(2`` ``(3`` (their notes' durations tracked
+note; no length after ``]``, which abc2midi reads as the chord's whole length, the notes'
+own ignored, and the corpus never writes); tuplets ``(2`` ``(3`` (their notes' durations tracked
 exactly); broken rhythm ``>`` ``<`` ``>>`` ``<<`` (between two notes written alike and
 not chained, ``A>B>c``: abc2midi refuses both; the corpus rarely writes them); ties ``-``;
 slurs ``( )`` (a ``)`` without its ``(`` is tolerated, as in the corpus); grace notes ``{...}`` (they take no time);
@@ -932,9 +933,8 @@ class _Machine:
         ctx = s[CTX]
         if ctx == IN_GRACE or (ctx == IN_CHORD and s[CH_N]):
             return True
-        if ctx == CHORD_LENGTH:
-            ticks = s[CH_FIRST] * self.multipliers[suffix]
-            return ticks.denominator == 1 and self._place(s, int(ticks), False) is not None
+        if ctx == CHORD_LENGTH:  # no length after ']': abc2midi would ignore the notes'
+            return not suffix and self._place(s, s[CH_FIRST], False) is not None
         ticks = self.units[s[UNIT]][1].get(suffix)
         if ticks is None:
             return False
