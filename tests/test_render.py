@@ -51,6 +51,36 @@ def test_abc2midi_that_writes_nothing_is_an_error(tmp_path):
     assert not list((tmp_path / "out").glob("*.mid"))
 
 
+def _onsets(midi_path) -> list[int]:
+    import mido
+
+    onsets, now = [], 0
+    for message in mido.MidiFile(str(midi_path)).merged_track:
+        now += message.time
+        if message.type == "note_on" and message.velocity > 0:
+            onsets.append(now)
+    return onsets
+
+
+def test_abc2midi_plays_a_broken_pair_with_a_decoration_in_its_rhythm(tmp_path):
+    # abc2midi 4.84 refuses c>.d ("Cannot apply broken rhythm") and plays c d evenly; the
+    # corpus writes '>.' 554 times. Its input gets such pairs as lengths; the ABC file is kept.
+    if not shutil.which("abc2midi"):
+        pytest.skip("abc2midi not installed (make setup installs it as root)")
+    head = "X:1\nT:t\nM:4/4\nL:1/8\nK:C\n"
+    decorated = tmp_path / "decorated.abc"
+    decorated.write_text(head + "c>.d e<.f g>>.f e2|B,/>.=C/ D3 E4|c8|]\n")
+    plain = tmp_path / "plain.abc"
+    plain.write_text(head + "c>d e<f g>>f e2|B,/>=C/ D3 E4|c8|]\n")
+    render.abc_to_midi(decorated, tmp_path / "decorated.mid")
+    render.abc_to_midi(plain, tmp_path / "plain.mid")
+    assert _onsets(tmp_path / "decorated.mid") == _onsets(tmp_path / "plain.mid")
+    assert ">." in decorated.read_text()
+    assert render.for_abc2midi("c2>.d2 (3a<!trill!bc") == "c3.d (3a/!trill!b3/2c"
+    assert render.for_abc2midi("c>~d e<<Hf") == "c3/2~d/ e/4Hf7/4"  # a roll, a fermata
+    assert render.for_abc2midi("c>d [ce]>.d") == "c>d [ce]>.d"  # left as written
+
+
 def test_hanging_program_is_killed(monkeypatch):
     with pytest.raises(render.RenderError, match="timed out"):
         render._run(["sleep", "5"], timeout=0.2)
