@@ -69,16 +69,16 @@ def test_abc2midi_plays_a_broken_pair_with_a_decoration_in_its_rhythm(tmp_path):
         pytest.skip("abc2midi not installed (make setup installs it as root)")
     head = "X:1\nT:t\nM:4/4\nL:1/8\nK:C\n"
     decorated = tmp_path / "decorated.abc"
-    decorated.write_text(head + "c>.d e<.f g>>.f e2|B,/>.=C/ D3 E4|c8|]\n")
+    decorated.write_text(head + ".c>d e<.f (g>>.f) (3.a>bc|B,/>.=C/ D3 E4|(c.d)>e A5|c8|]\n")
     plain = tmp_path / "plain.abc"
-    plain.write_text(head + "c>d e<f g>>f e2|B,/>=C/ D3 E4|c8|]\n")
+    plain.write_text(head + "c>d e<f (g>>f) (3a>bc|B,/>=C/ D3 E4|(cd)>e A5|c8|]\n")
     render.abc_to_midi(decorated, tmp_path / "decorated.mid")
     render.abc_to_midi(plain, tmp_path / "plain.mid")
     assert _onsets(tmp_path / "decorated.mid") == _onsets(tmp_path / "plain.mid")
     assert ">." in decorated.read_text()
     assert render.for_abc2midi("c2>.d2 (3a<!trill!bc") == "c3.d (3a/!trill!b3/2c"
-    assert render.for_abc2midi("c>~d e<<Hf") == "c3/2~d/ e/4Hf7/4"  # a roll, a fermata
-    assert render.for_abc2midi("c>d [ce]>.d") == "c>d [ce]>.d"  # left as written
+    assert render.for_abc2midi("~c>d e<<Hf g)>(a") == "~c3/2d/ e/4Hf7/4 g3/2)(a/"
+    assert render.for_abc2midi("T:A>B\nK:C\n[ce]>.d") == "T:A>B\nK:C\n[ce]>.d"  # as written
 
 
 def test_hanging_program_is_killed(monkeypatch):
