@@ -1517,7 +1517,7 @@ class GraphGrammar(tf.Module):
         e4 = 4 * s[ELAPSED] - tf.where(from_broken, last * _gather(f4, old), 0)
         e4 = e4 + last * _gather(f4, symbol)
         e = e4 // 4
-        ok = (last > 0) & tf.where(from_broken, ok_double, ok_single)
+        ok = _isin(last, sorted(ref.UNDOTTED)) & tf.where(from_broken, ok_double, ok_single)
         ok = ok & tf.equal(e4 % 4, 0) & (e >= 0) & (e <= self._cap(s, cfg))
         st = _upd(s, elapsed=e, broken=symbol, prev=P_BROKEN, need_note=1)
         ok = ok & tf.reduce_any(self._place_all(st, True, cfg), -1)

@@ -372,11 +372,14 @@ def test_a_chord_lasts_as_its_first_note_with_no_length_after_it():
     assert outer[first_rejection(outer, min_bars=2) - 1 :].startswith("]2")
 
 
-def test_a_broken_pair_is_two_notes_written_alike():
-    walk(FREE + "A>B c<d e>>f g<<a|d>-d c2 [df]>[ce] d2|A8|]\n", min_bars=2)
+def test_a_broken_pair_is_two_undotted_notes_written_alike():
+    walk(FREE + "A>B c<d e>>f g<<a|d>-d c2 [df]>[ce] d2|(3A>Bc d2 e4|A8|]\n", min_bars=2)
     unlike = FREE + "A8|A>B2 c<d2 d2|c8|]\n"  # abc2midi: 'Notes not equal durations'
     at = first_rejection(unlike, min_bars=2)
     assert unlike[at - 3 : at + 1] == "A>B2"
+    dotted = FREE + "A8|A3/2>B3/2 c>d e4|c8|]\n"  # abcm2ps: 'Note too much dotted'
+    at = first_rejection(dotted, min_bars=2)
+    assert dotted[at - 4 : at + 1] == "A3/2>"
     chained = FREE + "A8|A>B>c A>B>c z/ d2 z|c8|]\n"  # the same, for B>c
     assert chained[first_rejection(chained, min_bars=2) - 1 :].startswith("B>")
 

@@ -19,8 +19,9 @@ L: / K:``. ``T:``, ``R:`` and ``P:`` are free text from a character set, ``Q:`` 
 suffix from :data:`SUFFIXES`; rests ``z`` ``x``; chords ``[ceg]`` (as long as their first
 note; no length after ``]``, which abc2midi reads as the chord's whole length, the notes'
 own ignored, and the corpus never writes); tuplets ``(2`` ``(3`` (their notes' durations tracked
-exactly); broken rhythm ``>`` ``<`` ``>>`` ``<<`` (between two notes written alike and
-not chained, ``A>B>c``: abc2midi refuses both; the corpus rarely writes them); ties ``-``;
+exactly); broken rhythm ``>`` ``<`` ``>>`` ``<<`` (between two undotted notes written
+alike, not chained as ``A>B>c``: abc2midi refuses the rest and abcm2ps cannot draw a dotted
+note made longer; the corpus rarely writes them); ties ``-``;
 slurs ``( )`` (a ``)`` without its ``(`` is tolerated, as in the corpus); grace notes ``{...}`` (they take no time);
 decorations (:data:`DECORATIONS`, :data:`BANG_DECORATIONS`); annotations ``"..."``; bar lines
 and repeats ``| || ||| |] |: :| :: :|: :|| :||: ||: [|]``; endings ``|1 |2 :|2 [1 [2``;
@@ -214,6 +215,13 @@ _BAR_TOKENS = (
     *("|1", "|2", ":|2", "[1", "[2", "[|]"),
 )
 
+
+# Broken rhythm follows an undotted note (as in all the corpus's 25,662 pairs), or one in a
+# triplet (2/3 of it, ``(3g>fe``): a dotted one made longer or shorter is no note value
+# (E3/4>G3/4; abcm2ps: "Note too much dotted").
+UNDOTTED = frozenset(2 * TICKS >> k for k in range(10)) | frozenset(
+    (2 * TICKS >> k) * 2 // 3 for k in range(10)
+)
 
 # The fields _place reads (its cache key).
 _PLACE_FIELDS = (
@@ -1121,7 +1129,7 @@ class _Machine:
 
     def _broken(self, s: list, ch: str) -> list | None:
         prev = s[PREV]
-        if not s[LAST]:
+        if s[LAST] not in UNDOTTED:
             return None
         if prev == P_BROKEN:  # '>' → '>>'
             old = self.broken_symbols[s[BROKEN_]]
