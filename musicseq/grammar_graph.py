@@ -1458,6 +1458,7 @@ class GraphGrammar(tf.Module):
         ok_gt, st_gt = self._broken(s, ">", cfg)
         ok_lt, st_lt = self._broken(s, "<", cfg)
         st_grace = _upd(s, phase=GRACE, ctx=IN_GRACE, ch_n=0, after_bar=0)
+        after_grace = s[CH_N] > 0  # a grace group waits for its note
 
         def is_(c):
             return tf.equal(ch, ord(c))
@@ -1473,7 +1474,7 @@ class GraphGrammar(tf.Module):
                 (is_("`") | is_("\t"), True, st_sp),
                 (is_("\n") | backslash, ~bad_nl, st_nl),
                 (is_field, True, st_field),
-                (self._c("deco", ch), True, st_deco),
+                (self._c("deco", ch), ~(is_("~") & after_grace), st_deco),
                 (is_('"'), tf.constant(self.f_quote), st_quote),
                 (is_("!"), tf.constant(self.f_bang), st_bang),
                 (is_("("), ok_lp, st_lp),
@@ -1481,7 +1482,7 @@ class GraphGrammar(tf.Module):
                 (is_("-"), ok_tie, st_tie),
                 (is_(">"), ok_gt, st_gt),
                 (is_("<"), ok_lt, st_lt),
-                (is_("{"), tf.constant(self.f_brace), st_grace),
+                (is_("{"), tf.constant(self.f_brace) & ~after_grace, st_grace),
             ],
             s,
         )
@@ -1654,6 +1655,7 @@ class GraphGrammar(tf.Module):
             broken=0,
             content=1,
             need_note=0,
+            ch_n=0,
             last_tonic=_i(tf.convert_to_tensor(tonic)),
             pending_mid=0,
             mid_seen=tf.where(pending, 1, s[MID_SEEN]),
@@ -1725,7 +1727,7 @@ class GraphGrammar(tf.Module):
         )
 
     def _grace(self, s, ch, cfg, pre):
-        st_end = _upd(s, phase=READY, ctx=IN_TUNE, ch_n=0, prev=P_GRACE, after_bar=0)
+        st_end = _upd(s, phase=READY, ctx=IN_TUNE, ch_n=1, prev=P_GRACE, after_bar=0)
         ok_n, st_n = self._note_start(s, ch, pre["head_t"], pre["head_f"], cfg)
         return _choose(
             [

@@ -372,6 +372,14 @@ def test_a_chord_lasts_as_its_first_note_with_no_length_after_it():
     assert outer[first_rejection(outer, min_bars=2) - 1 :].startswith("]2")
 
 
+def test_a_grace_group_waits_for_its_note():
+    walk(FREE + "A8|{g}A2 {ag}B2 c4 {g}|c4 z4|{B}-G8|]\n", min_bars=2)
+    for music in ("A8|{g} {a}A8|c8|]\n", "A8|{g}~A8|c8|]\n", "A8|{g}|{a}A8|c8|]\n"):
+        # abc2midi: 'Intervening note needed between grace notes', and a bar too long
+        at = first_rejection(FREE + music, min_bars=2)
+        assert (FREE + music)[at] in "{~", music
+
+
 def test_a_broken_pair_is_two_undotted_notes_written_alike():
     walk(FREE + "A>B c<d e>>f g<<a|d>-d c2 [df]>[ce] d2|(3A>Bc d2 e4|A8|]\n", min_bars=2)
     unlike = FREE + "A8|A>B2 c<d2 d2|c8|]\n"  # abc2midi: 'Notes not equal durations'

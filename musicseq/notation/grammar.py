@@ -80,7 +80,8 @@ last_tonic     the tune's last note is the tonic
 spoiled        the tonic's letter got another accidental in this bar
 tonic          the key's tonic: letter index * 3 + accidental + 1
 octaves, acc   octave marks and accidental of the note being written
-ch_first,ch_n  chord: its duration (first note) and notes so far; grace: notes so far
+ch_first,ch_n  chord: its duration (first note) and notes so far; grace: notes so far, and
+               after it 1 until a note comes (no second group or ``~`` before one)
 need_note      a slur, broken rhythm or tuplet waits for its note
 prev           class of the previous character (space, newline, note end, tie, bar, ...)
 col            line column, saturated: 0 line start, 1 one letter, 2 more, 3 only spaces
@@ -501,7 +502,7 @@ class _Machine:
         for c in self.candidates.get(phase, self.chars):
             if notes and c in _LETTER_INDEX and _LETTER_INDEX[c] != tonic:
                 kind = "lower" if c.islower() else "upper"  # non-tonic notes act alike
-            elif phase == READY and c in DECORATIONS and c != "M":
+            elif phase == READY and c in DECORATIONS and c not in "M~":  # ~ after {g}
                 kind = "decoration"
             else:
                 kind = c
@@ -723,7 +724,9 @@ class _Machine:
             if ch == "}":
                 if not s[CH_N]:
                     return None
-                s[PHASE], s[CTX], s[CH_N] = READY, IN_TUNE, 0
+                # ch_n 1: the group waits for its note (abc2midi needs one before another
+                # group or a roll, ~, and else counts the bar wrong)
+                s[PHASE], s[CTX], s[CH_N] = READY, IN_TUNE, 1
                 s[PREV], s[AFTER_BAR] = P_GRACE, 0
                 return s
             if (ch in DECORATIONS and ch not in ".~") or ch == " ":
@@ -830,6 +833,8 @@ class _Machine:
             s[PHASE], s[KIND] = FIELD_COLON, field  # or a decoration, if ':' does not follow
             return s
         if ch in DECORATIONS:
+            if ch == "~" and s[CH_N]:
+                return None
             s[PREV], s[AFTER_BAR] = P_DECO, 0
             return s
         if ch == '"':
@@ -867,7 +872,7 @@ class _Machine:
         if ch == ">" or ch == "<":
             return self._broken(s, ch)
         if ch == "{":  # grace notes take no time (the corpus even puts them before bar lines)
-            if not self.spell("}"):
+            if not self.spell("}") or s[CH_N]:
                 return None
             s[PHASE], s[CTX], s[CH_N], s[AFTER_BAR] = GRACE, IN_GRACE, 0, 0
             return s
@@ -1011,7 +1016,7 @@ class _Machine:
         if s[TUP_LEFT]:
             s[TUP_LEFT] -= 1
         s[BROKEN_] = 0
-        s[CONTENT], s[NEED_NOTE], s[LAST_TONIC] = 1, 0, int(tonic)
+        s[CONTENT], s[NEED_NOTE], s[LAST_TONIC], s[CH_N] = 1, 0, int(tonic), 0
         if s[PENDING_MID]:
             s[PENDING_MID], s[MID_SEEN] = 0, 1
         s[PHASE], s[PREV], s[AFTER_BAR] = READY, P_NOTE, 0
