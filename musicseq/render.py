@@ -133,7 +133,7 @@ def _pair_as_lengths(match: re.Match) -> str:
 # abcm2ps draws no tie there ("Bad tie") and abc2midi reports one error each ("Could not
 # find note to be tied"), so both get such a pair as a slur, ``(Bc)``.
 _TIED = re.compile(
-    rf"(?P<a>(?P<acc1>[=^_]{{0,2}})(?P<l1>[A-Ga-g])(?P<o1>[,']*){_SUFFIX})-(?P<gap>[ |]*)"
+    rf"(?P<deco>[.~HLMOPSTUkuvy]*)(?P<a>(?P<acc1>[=^_]{{0,2}})(?P<l1>[A-Ga-g])(?P<o1>[,']*){_SUFFIX})-(?P<gap>[ |]*)"
     rf"(?P<b>(?P<acc2>[=^_]{{0,2}})(?P<l2>[A-Ga-g])(?P<o2>[,']*){_SUFFIX})"
 )
 
@@ -154,7 +154,7 @@ def _one_pitch(match: re.Match) -> bool:
 def _tie_or_slur(match: re.Match) -> str:
     if _one_pitch(match):
         return match.group(0)
-    return f"({match['a']}{match['gap']}{match['b']})"
+    return f"({match['deco']}{match['a']}{match['gap']}{match['b']})"
 
 
 def _tie_or_nothing(match: re.Match) -> str:
