@@ -224,10 +224,10 @@ UNDOTTED = frozenset(2 * TICKS >> k for k in range(10)) | frozenset(
     (2 * TICKS >> k) * 2 // 3 for k in range(10)
 )
 
-# The fields _place reads (its cache key).
+# The fields _place reads (its cache key; and LAST when a broken pair waits).
 _PLACE_FIELDS = (
     *(ELAPSED, UNIT, BAR, TUP_LEFT, TUP_P, BROKEN_, PICKUP, CLOSING, PART_PHASE, PFIRST),
-    *(ENDING, END_BARS, END_LEN, BAR_IN_PART, PART, SHORT, FIRST, LAST),
+    *(ENDING, END_BARS, END_LEN, BAR_IN_PART, PART, SHORT, FIRST),
 )
 _place_key = itemgetter(*_PLACE_FIELDS)
 
@@ -1061,7 +1061,7 @@ class _Machine:
 
     def _fits(self, s: list, tonic: bool) -> frozenset[int]:
         """The note durations (ticks, before factors) that may come now; cached."""
-        key = (_place_key(s), tonic)
+        key = (_place_key(s), tonic, s[LAST] if s[BROKEN_] else 0)  # LAST: a pair's 2nd
         got = self.fits_cache.get(key)
         if got is None:
             values = self.units[s[UNIT]][1].values()
