@@ -18,11 +18,12 @@ L: / K:``. ``T:``, ``R:`` and ``P:`` are free text from a character set, ``Q:`` 
 *Body.* Notes with accidentals (``^ ^^ _ __ =``), octave marks (up to two) and a length
 suffix from :data:`SUFFIXES`; rests ``z`` ``x``; chords ``[ceg]`` (as long as their first
 note; no length after ``]``, which abc2midi reads as the chord's whole length, the notes'
-own ignored, and the corpus never writes); tuplets ``(2`` ``(3`` (their notes' durations tracked
-exactly); broken rhythm ``>`` ``<`` ``>>`` ``<<`` (between two undotted notes written
+own ignored, and the corpus never writes); tuplets ``(2`` ``(3`` (their notes' durations
+tracked exactly); broken rhythm ``>`` ``<`` ``>>`` ``<<`` (between two undotted notes written
 alike, not chained as ``A>B>c``: abc2midi refuses the rest and abcm2ps cannot draw a dotted
-note made longer; the corpus rarely writes them); ties ``-``;
-slurs ``( )`` (a ``)`` without its ``(`` is tolerated, as in the corpus); grace notes ``{...}`` (they take no time);
+note made longer; the corpus rarely writes them); ties ``-``; slurs ``( )`` (a ``)`` without
+its ``(`` is tolerated, as in the corpus); grace notes ``{...}`` (they take no time; a group
+waits for its note, with no second group or ``~`` before it);
 decorations (:data:`DECORATIONS`, :data:`BANG_DECORATIONS`); annotations ``"..."``; bar lines
 and repeats ``| || ||| |] |: :| :: :|: :|| :||: ||: [|]``; endings ``|1 |2 :|2 [1 [2``;
 spaces, `````, tabs, line breaks and ``\\`` continuations; body field lines ``K: M: L: P:``
@@ -46,7 +47,8 @@ each), an unrepeated one ends with ``||`` (or ``|]`` at the end). Each part has 
 begin with a pickup of any length (``p``), every part then ends with a bar of ``bar - p``,
 and every later part begins with the same pickup, so that each part's last bar and the next
 part's pickup make one bar (a later part without it, which 9% of the corpus's tunes with a
-pickup write, leaves the bar where the parts join short: abc2midi reports it). After the last part only a line break and the end are allowed. ``cadence="tonic"``
+pickup write, leaves the bar where the parts join short: abc2midi reports it). After the
+last part only a line break and the end are allowed. ``cadence="tonic"``
 makes the tune's last note the key's tonic (mode-aware, any octave); with a form the
 final bar cannot be completed by any other note.
 
