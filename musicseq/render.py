@@ -154,7 +154,11 @@ def _one_pitch(match: re.Match) -> bool:
 def _tie_or_slur(match: re.Match) -> str:
     if _one_pitch(match):
         return match.group(0)
-    return f"({match['deco']}{match['a']}{match['gap']}{match['b']})"
+    pair = f"{match['deco']}{match['a']}{match['gap']}{match['b']}"
+    text, start, end = match.string, match.start(), match.end()
+    if text[start - 1 : start] == "(" and text[end : end + 1] == ")":
+        return pair  # (B-c): already slurred
+    return f"({pair})"
 
 
 def _tie_or_nothing(match: re.Match) -> str:

@@ -84,19 +84,20 @@ def test_abc2midi_plays_a_broken_pair_with_a_decoration_in_its_rhythm(tmp_path):
 def test_a_tie_between_two_pitches_reaches_the_renderers_as_a_slur(tmp_path):
     # The corpus writes B-c for a slur (730 times); abcm2ps and abc2midi call it a bad tie.
     head = "X:1\nT:A-B\nM:4/4\nL:1/8\nK:G\n"
-    body = "B2B-c d2c-B|c2e-|c ^c-c A2-|A2 (dc)-B B- (3.A.B.c|~d4-c4|]\n"
-    slurred = "B2(Bc) d2(cB)|c2(e|c) ^c-c A2-|A2 (dc)B B (3.A.B.c|(~d4c4)|]\n"
+    body = "B2B-c d2c-B|c2e-|c ^c-c A2-|A2 (dc)-B B- (3.A.B.c|~d4-c4|(B-c) z6|]\n"
+    slurred = "B2(Bc) d2(cB)|c2(e|c) ^c-c A2-|A2 (dc)B B (3.A.B.c|(~d4c4)|(Bc) z6|]\n"
     assert render.for_abcm2ps(head + body) == head + slurred
     assert render.for_abc2midi(head + body) == head + slurred
     if not (shutil.which("abcm2ps") and shutil.which("abc2midi")):
         pytest.skip("abcm2ps/abc2midi not installed (make setup installs them as root)")
-    for text, bad in ((head + body, 6), (head + slurred, 0)):
+    for text, bad in ((head + body, 7), (head + slurred, 0)):
         (tmp_path / "t.abc").write_text(text)
         score = render._run(["abcm2ps", "-q", "-g", "-O", "s.svg", "t.abc"], 30, cwd=tmp_path)
         midi = render._run(["abc2midi", "t.abc", "-o", "t.mid"], 30, cwd=tmp_path)
         assert score.count("Bad tie") == bad, score
         assert ("Could not find note to be tied" in midi) == bool(bad), midi
         assert bad or ("Error" not in midi and "error" not in score), (midi, score)
+        assert bad or "Slur within slur" not in midi, midi
 
 
 def test_hanging_program_is_killed(monkeypatch):
