@@ -128,21 +128,24 @@ def _pair_as_lengths(match: re.Match) -> str:
     return f"{first}{fraction_text(x * a)}{close}{between}{second}{fraction_text(y * b)}"
 
 
+def _pitch(n: int) -> str:
+    """A note's accidental, letter and octave marks as the named groups acc{n} l{n} o{n}."""
+    return rf"(?P<acc{n}>[=^_]{{0,2}})(?P<l{n}>[A-Ga-g])(?P<o{n}>[,']*)"
+
+
 # A tie joins two notes of one pitch; the corpus also writes it between two pitches (``B-c``,
 # 730 times against 425 true ties: a slur in its old tunebooks), and the model learnt it.
 # abcm2ps draws no tie there ("Bad tie") and abc2midi reports one error each ("Could not
 # find note to be tied"), so both get such a pair as a slur, ``(Bc)``.
 _TIED = re.compile(
-    rf"(?P<deco>[.~HLMOPSTUkuvy]*)(?P<a>(?P<acc1>[=^_]{{0,2}})(?P<l1>[A-Ga-g])(?P<o1>[,']*){_SUFFIX})-(?P<gap>[ |]*)"
-    rf"(?P<b>(?P<acc2>[=^_]{{0,2}})(?P<l2>[A-Ga-g])(?P<o2>[,']*){_SUFFIX})"
+    rf"(?P<deco>[.~HLMOPSTUkuvy]*)(?P<a>{_pitch(1)}{_SUFFIX})-(?P<gap>[ |]*)"
+    rf"(?P<b>{_pitch(2)}{_SUFFIX})"
 )
-
-
 # The same with a slur's end, a tuplet or decorations around the '-' (``(dc)-B``,
 # ``B4- (3.A``): there the '-' is dropped.
 _TIED_AMONG = re.compile(
-    rf"(?P<a>(?P<acc1>[=^_]{{0,2}})(?P<l1>[A-Ga-g])(?P<o1>[,']*){_SUFFIX})(?P<close>\)*)-"
-    rf"(?P<gap>(?:[ |(.~HLMOPSTUkuvy]|\(\d)*)(?P<b>(?P<acc2>[=^_]{{0,2}})(?P<l2>[A-Ga-g])(?P<o2>[,']*))"
+    rf"(?P<a>{_pitch(1)}{_SUFFIX})(?P<close>\)*)-"
+    rf"(?P<gap>(?:[ |(.~HLMOPSTUkuvy]|\(\d)*)(?P<b>{_pitch(2)})"
 )
 
 
@@ -177,9 +180,12 @@ def _in_body(text: str, *rewrites: tuple[re.Pattern, object]) -> str:
     return text[:at] + body
 
 
+_TIES = ((_TIED, _tie_or_slur), (_TIED_AMONG, _tie_or_nothing))
+
+
 def for_abcm2ps(text: str) -> str:
     """``text`` as abcm2ps should typeset it: ties between two pitches drawn as slurs."""
-    return _in_body(text, (_TIED, _tie_or_slur), (_TIED_AMONG, _tie_or_nothing))
+    return _in_body(text, *_TIES)
 
 
 def for_abc2midi(text: str) -> str:
@@ -187,8 +193,7 @@ def for_abc2midi(text: str) -> str:
     written out as lengths and its ties between two pitches as slurs, after the first ``K:``
     line (the ABC file itself is never changed). Chords and chained pairs are left as
     written."""
-    ties = ((_TIED, _tie_or_slur), (_TIED_AMONG, _tie_or_nothing))
-    return _in_body(text, (_BROKEN_PAIR, _pair_as_lengths), *ties)
+    return _in_body(text, (_BROKEN_PAIR, _pair_as_lengths), *_TIES)
 
 
 def abc_to_midi(abc_path: str | Path, midi_path: str | Path, timeout: float = 30.0) -> str:

@@ -174,7 +174,8 @@ def test_allowed_walks_match_the_reference():
 
 # Written by hand, with an AABB plan: a B part keeping A's pickup (accepted), a B part
 # without it, a broken pair of unlike notes, of dotted ones, a chained one, a length after a
-# chord and two grace groups in a row (each rejected: abc2midi or abcm2ps would complain of them or read them otherwise).
+# chord and two grace groups in a row (each rejected: abc2midi or abcm2ps would complain of
+# them or read them otherwise).
 HEAD = "X:1\nT:P\nM:6/8\nL:1/8\nK:D\n"
 A_PART = "|:A|" + "d>cd dcd|" * 7 + "f3 d2:|\n"
 BY_HAND = [
