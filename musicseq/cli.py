@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.description += (
         " Sampling options left out take the model's own settings when it has them "
         '(musicseq.json "sampling"; the shipped folk-transformer: top-p 0.9 free, repeat bias '
-        "1.09375 constrained), else the defaults shown; an option given always wins."
+        "1.15625 constrained), else the defaults shown; an option given always wins."
     )
     p.add_argument("model_dir", type=Path, metavar="MODEL", help=MODEL_HELP)
     p.add_argument(

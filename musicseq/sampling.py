@@ -13,8 +13,9 @@ the same compiled loop, in process and in the exported SavedModel. Sampling uses
 stateless RNG keyed by ``(seed, step)``: the same seed and arguments give the same tunes.
 
 In process the loop runs in chunks of :data:`CHUNK` steps so that a ``progress`` callback
-can report tunes done, characters per second and time left between chunks; the SavedModel
-runs it whole.
+can report tunes done, characters per second and time left between chunks, and the streams
+that have ended leave the batch between chunks (each remaining stream draws what it would have
+drawn in the whole batch); the SavedModel runs it whole.
 
 :func:`score_texts` is the one scorer (held-out loss, the SavedModel's ``score``): each tune
 as ``EOT tune EOT``, recurrent models in one pass, the Transformer in windows of its context
@@ -555,14 +556,23 @@ class Sampler:
             [p.initial(num) for p in chain],
         )
 
-    def _loop(self, carry, prime, stop, params):
+    def _loop(self, carry, prime, stop, params, rows):
         """Run the loop from ``carry`` until step ``stop`` or every stream has ended; returns
-        the new carry and the tokens chosen, ``(num, steps run)``."""
+        the new carry and the tokens chosen, ``(num, steps run)``.
+
+        ``rows`` is ``(index, num)``: the carry holds the streams ``index`` of ``num`` (all
+        of them, or those :meth:`run` kept after others ended). Each step draws for all
+        ``num`` rows, the missing ones' logits zero, and keeps the carried rows' draws: a
+        stream draws what it would in the whole batch (a stateless draw depends on the
+        batch's shape, not on the other rows' logits), and the chunk comes back whole, PAD
+        where a stream is not carried."""
         import tensorflow as tf
 
         chain = self.processors(params)
         prime_len = tf.shape(prime)[0]
         first = carry[0]
+        index, num = rows
+        where = index[:, None]
         out = tf.TensorArray(tf.int32, size=0, dynamic_size=True)
 
         def cond(i, tokens, state, done, memory, out):
@@ -574,15 +584,19 @@ class Sampler:
             logits = tf.cast(logits, tf.float32)
             for processor, kept in zip(chain, memory):
                 logits = processor(logits, kept)
+            every = tf.scatter_nd(where, logits, tf.stack([num, tf.shape(logits)[1]]))
             sampled = tf.random.stateless_categorical(
-                logits, 1, seed=tf.stack([params["seed"], i]), dtype=tf.int32
+                every, 1, seed=tf.stack([params["seed"], i]), dtype=tf.int32
             )[:, 0]
+            sampled = tf.gather(sampled, index)
+            sampled.set_shape(tokens.shape)  # one stream: a static (1,) in the carry
             in_prime = i + 1 < prime_len
             forced = tf.fill(tf.shape(tokens), prime[tf.minimum(i + 1, prime_len - 1)])
             chosen = tf.where(in_prime, forced, tf.where(done, PAD, sampled))
             done = done | (~in_prime & tf.equal(chosen, EOT))
             memory = [p.advance(kept, chosen, i) for p, kept in zip(chain, memory)]
-            return i + 1, chosen, state, done, memory, out.write(i - first, chosen)
+            written = tf.tensor_scatter_nd_update(tf.fill([num], PAD), where, chosen)
+            return i + 1, chosen, state, done, memory, out.write(i - first, written)
 
         *carry, out = tf.while_loop(cond, body, (*carry, out))
         return tuple(carry), tf.transpose(out.stack())
@@ -592,7 +606,8 @@ class Sampler:
         import tensorflow as tf
 
         total = tf.shape(prime)[0] - 1 + max_len  # feed the prime, then sample max_len
-        carry, generated = self._loop(self._start(prime, num, params), prime, total, params)
+        rows = (tf.range(num), tf.convert_to_tensor(num, tf.int32))
+        carry, generated = self._loop(self._start(prime, num, params), prime, total, params, rows)
         if "grammar" in params:
             # In process, generate() replays the prime through the reference grammar first;
             # here (the SavedModel) a prime the grammar rejects would come back as the tunes.
@@ -610,10 +625,16 @@ class Sampler:
                 generated = tf.identity(generated)
         return generated[:, tf.shape(prime)[0] - 1 :]  # the sampled part only
 
-    def run(self, prime_ids, num, max_len, params, progress=None):
+    def run(self, prime_ids, num, max_len, params, progress=None, shrink=True):
         """The loop in chunks of :data:`CHUNK` steps; ``progress(step, total, tunes_done, num,
         characters)`` is called after each (characters sampled so far, prime excluded).
-        Returns the sampled ids ``(num, <= max_len)`` as numpy."""
+        Returns the sampled ids ``(num, <= max_len)`` as numpy.
+
+        Between chunks the streams that have ended leave the batch once they are a quarter
+        of it (:func:`_keep_rows`): a step costs in proportion to the streams it carries, and
+        a batch of tunes runs until its longest one ends. Every stream draws what it would
+        in the whole batch (:meth:`_loop`); the grammar under XLA, compiled for one number of
+        streams, keeps them all (as does ``shrink=False``)."""
         import numpy as np
         import tensorflow as tf
 
@@ -624,10 +645,13 @@ class Sampler:
         self._trace_for_any_size(num_t, params)
         total = len(prime_ids) - 1 + max_len
         carry = self._start_compiled(prime, num_t, params)
+        index = np.arange(num, dtype=np.int32)
+        shrink = shrink and num > 1 and not params.get("grammar_xla", False)
         pieces, step, chars = [], 0, 0
         while step < total:
             stop = min(step + CHUNK, total)
-            carry, chunk = self._loop_compiled(carry, prime, tf.constant(stop), params)
+            rows = (tf.constant(index), tf.constant(num, tf.int32))
+            carry, chunk = self._loop_compiled(carry, prime, tf.constant(stop), params, rows)
             chunk = chunk.numpy()
             sampled = chunk[:, max(0, len(prime_ids) - 1 - step) :]
             chars += int(np.count_nonzero((sampled != PAD) & (sampled != EOT)))
@@ -635,9 +659,13 @@ class Sampler:
             step = int(carry[0])
             done = carry[3].numpy()
             if progress is not None:
-                progress(step, total, int(done.sum()), num, chars)
+                progress(step, total, num - len(index) + int(done.sum()), num, chars)
             if done.all():
                 break
+            if shrink and 4 * int(done.sum()) >= len(done):
+                keep = np.flatnonzero(~done).astype(np.int32)
+                carry, params = _keep_rows(carry, params, tf.constant(keep))
+                index = index[keep]
         ids = np.concatenate(pieces, axis=1) if pieces else np.zeros((num, 0), np.int32)
         return ids[:, len(prime_ids) - 1 :]
 
@@ -668,7 +696,8 @@ class Sampler:
         carry = tf.nest.map_structure(
             lambda t: tf.TensorSpec(t.shape, t.dtype), start.structured_outputs
         )
-        self._loop_compiled.get_concrete_function(carry, prime, scalar, params)
+        rows = (tf.TensorSpec([None], tf.int32), scalar)
+        self._loop_compiled.get_concrete_function(carry, prime, scalar, params, rows)
 
     def _score(self, ids, lengths):
         """Total nats of each row: ``ids`` (batch, T) ``EOT tune EOT`` padded, ``lengths``
@@ -724,6 +753,20 @@ class Sampler:
 
 
 _SAMPLERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _keep_rows(carry, params, keep):
+    """The loop's carry and parameters for the streams ``keep`` only: every per-stream tensor
+    (the model's state, the processors' states, the tokens and flags: all with the stream on
+    their first axis) is gathered; scalars (the step, the Transformer's position) stay."""
+    import tensorflow as tf
+
+    def gather(t):
+        return tf.gather(t, keep) if t.shape.rank else t
+
+    step, *rest = carry
+    kept = {k: gather(v) if k in PER_STREAM_PARAMS else v for k, v in params.items()}
+    return (step, *tf.nest.map_structure(gather, rest)), kept
 
 
 def sampler_for(model, model_config, vocab: Vocab | None = None) -> Sampler:

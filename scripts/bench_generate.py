@@ -3,6 +3,7 @@
     python scripts/bench_generate.py            # writes its section of docs/benchmarks.md
     python scripts/bench_generate.py --quick    # fewer rounds, nothing written
     python scripts/bench_generate.py --only-free --rounds 5   # section 3 alone, spliced in
+    python scripts/bench_generate.py --only-shrink --rounds 2 # section 5 alone, spliced in
 
 1. The lab's naive loop against musicseq's compiled loop and SavedModel (LSTM 1024).
 2. The Transformer's cached step, per position: a fixed number of steps timed from a cache
@@ -14,6 +15,9 @@
    default itself in this tree.
 4. Constrained against free decoding, per loop step, at 64 and 200 streams (the grammar in
    the compiled loop).
+5. Ended streams leaving the batch (``Sampler.run``'s ``shrink``): the shipped default's
+   free tunes as ``musicseq evaluate`` draws them (200, to their own ends), with and without,
+   interleaved rounds; the tunes must be the same.
 
 Models in 1 and 2 have random weights (speed does not depend on them); every model has its
 end-of-tune logit pushed to -1e9 where a fixed length is timed, so no stream stops early.
@@ -260,12 +264,31 @@ def lab_rows(rounds: int) -> list[tuple[str, list[float]]]:
     ]
 
 
+def timed_generate(loaded, sampler, config, **how) -> tuple[list[str], float, tuple]:
+    """``generate``'s tunes, its wall seconds and its last progress report ``(step, total,
+    tunes done, num, characters)``."""
+    from musicseq.sampling import generate
+
+    seen = []
+    start = time.perf_counter()
+    tunes = generate(
+        loaded.model,
+        loaded.config,
+        loaded.vocab,
+        config,
+        sampler,
+        progress=lambda *a: seen.append(a),
+        **how,
+    )
+    return tunes, time.perf_counter() - start, seen[-1]
+
+
 def constrained_rows(rounds: int) -> list[dict]:
     """Per loop step, free against constrained decoding of the shipped default, the grammar's
     step as a graph (``grammar_xla="off"``) and compiled by XLA (``"on"``)."""
     from musicseq.config import SampleConfig
     from musicseq.modeldir import ModelDir
-    from musicseq.sampling import generate, sampler_for
+    from musicseq.sampling import sampler_for
 
     loaded = ModelDir.load(SHIPPED)
     sampler = sampler_for(loaded.model, loaded.config, loaded.vocab)
@@ -286,21 +309,10 @@ def constrained_rows(rounds: int) -> list[dict]:
                 config = SampleConfig(
                     num=streams, max_len=400, seed=r, form="AABB", bars=8, grammar_xla=xla
                 )
-                seen = []
-                start = time.perf_counter()
-                generate(
-                    loaded.model,
-                    loaded.config,
-                    loaded.vocab,
-                    config,
-                    sampler,
-                    progress=lambda *a, seen=seen: seen.append(a),
-                    **how,
-                )
-                seconds = time.perf_counter() - start
+                _, seconds, last = timed_generate(loaded, sampler, config, **how)
                 if r:
                     times[name].append(seconds)
-                    steps[name].append(seen[-1][0])
+                    steps[name].append(last[0])
                 else:
                     first[name] = seconds
                 print(f"{streams} streams, {name}, round {r}: {seconds:.1f} s", flush=True)
@@ -347,6 +359,75 @@ def constrained_lines(constrained: list[dict], rounds: int) -> list[str]:
     return lines
 
 
+def shrink_rows(rounds: int, num: int = 200) -> dict:
+    """Seconds and loop steps of ``num`` free tunes of the shipped default (its own settings,
+    as ``musicseq evaluate`` draws them), ended streams leaving the batch or not."""
+    from musicseq.config import SampleConfig
+    from musicseq.modeldir import ModelDir
+    from musicseq.sampling import Sampler, sampler_for
+
+    loaded = ModelDir.load(SHIPPED)
+    sampler = sampler_for(loaded.model, loaded.config, loaded.vocab)
+    settings = loaded.sampling_defaults(constrain=False)
+    run = Sampler.run
+    out = {"on": [], "off": [], "steps": [], "chars": [], "parted": []}
+    try:
+        for r in range(rounds + 1):  # round 0 traces
+            tunes = {}
+            for how in ("off", "on") if r % 2 else ("on", "off"):
+                Sampler.run = lambda self, *a, how=how, **k: run(self, *a, shrink=how == "on", **k)
+                config = SampleConfig(num=num, seed=r + 1, **settings)
+                tunes[how], seconds, last = timed_generate(loaded, sampler, config)
+                print(f"round {r}, shrink {how}: {seconds:.1f} s", flush=True)
+                if r:
+                    out[how].append(seconds)
+                    if how == "on":
+                        out["steps"].append(last[0])
+                        out["chars"].append(last[4])
+            for a, b in zip(tunes["on"], tunes["off"]):
+                if a != b:  # where they part (bfloat16 rounds by batch size: see the text)
+                    out["parted"].append(next(i for i, (x, y) in enumerate(zip(a, b)) if x != y))
+    finally:
+        Sampler.run = run
+    out["settings"] = settings
+    return out
+
+
+def shrink_lines(shrink: dict, rounds: int, num: int = 200) -> list[str]:
+    from _bench import machine
+
+    ratio = [off / on for on, off in zip(shrink["on"], shrink["off"])]
+    chars_on = [c / s for c, s in zip(shrink["chars"], shrink["on"])]
+    chars_off = [c / s for c, s in zip(shrink["chars"], shrink["off"])]
+    return [
+        f"### Ended streams leave the batch ({num} free tunes of the shipped default)",
+        "",
+        f"Machine: {machine()}. {num} tunes with the model's own free settings "
+        f"({shrink['settings'] or 'none'}), each round its own seed, to their own ends "
+        "(`Sampler.run`, as `musicseq generate` and `evaluate` run it), with the streams that "
+        "have ended dropped from the batch between chunks of 64 steps once they are a quarter "
+        f"of it, and without. Median of {rounds} interleaved rounds (min–max), after a round "
+        f"that traces; loop steps {spread(shrink['steps'], digits=0)}. Tunes that differ "
+        f"between the two ways, over all {rounds + 1} rounds: {len(shrink['parted'])} of "
+        f"{num * (rounds + 1)}"
+        + (
+            f", parting at character {', '.join(map(str, sorted(shrink['parted'])))}"
+            if shrink["parted"]
+            else ""
+        )
+        + " (each stream draws what it would in the whole batch; the shipped default computes "
+        "in bfloat16 on this CPU, whose kernels can round differently for another batch size).",
+        "",
+        "| | seconds | characters/s |",
+        "|---|---:|---:|",
+        f"| every stream to the end | {spread(shrink['off'], digits=1)} | "
+        f"{spread(chars_off, digits=0)} |",
+        f"| ended streams leave | {spread(shrink['on'], digits=1)} | "
+        f"{spread(chars_on, digits=0)} |",
+        f"| speed-up | {spread(ratio)}× | |",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 rounds, print only")
@@ -360,6 +441,11 @@ def main() -> None:
         help="re-measure section 3 only (free sampling against the baseline) and splice it in",
     )
     parser.add_argument(
+        "--only-shrink",
+        action="store_true",
+        help="re-measure section 5 only and replace (or add) that part of the written section",
+    )
+    parser.add_argument(
         "--only-constrained",
         action="store_true",
         help="re-measure section 4 only and replace that part of the written section",
@@ -371,20 +457,30 @@ def main() -> None:
     from _bench import machine, write_section
 
     rounds = args.rounds or (2 if args.quick else 3)
-    if args.only_constrained:
-        lines = constrained_lines(constrained_rows(rounds), rounds)
-        print("\n".join(lines))
-        if not args.quick:
-            splice("### Constrained against free decoding", "\n".join(lines))
-        return
-    if args.only_free:
+
+    def only_free():
         with baseline_tree() as baseline:
             free, shipped = free_rows(baseline, rounds)
-        lines = free_lines(free, shipped, rounds, f"Machine: {machine()}. ")
-        print("\n".join(lines))
-        if not args.quick:
-            splice("### Free sampling, 64 streams", "\n".join(lines))
-        return
+        return free_lines(free, shipped, rounds, f"Machine: {machine()}. ")
+
+    only = {  # one section measured again and spliced in: (option, heading, its lines)
+        "### Constrained against free decoding": (
+            args.only_constrained,
+            lambda: constrained_lines(constrained_rows(rounds), rounds),
+        ),
+        "### Ended streams leave the batch": (
+            args.only_shrink,
+            lambda: shrink_lines(shrink_rows(rounds), rounds),
+        ),
+        "### Free sampling, 64 streams": (args.only_free, only_free),
+    }
+    for heading, (chosen, measure) in only.items():
+        if chosen:
+            lines = measure()
+            print("\n".join(lines))
+            if not args.quick:
+                splice(heading, "\n".join(lines))
+            return
     with baseline_tree() as baseline:
         trees = {"baseline": baseline, "now": ROOT}
         positions = {name: {p: [] for p in POSITIONS} for name in trees}
@@ -398,6 +494,7 @@ def main() -> None:
         free, shipped = free_rows(baseline, rounds)
     lab = lab_rows(rounds)
     constrained = constrained_rows(rounds)
+    shrink = shrink_rows(rounds)
 
     naive = statistics.median(lab[0][1])
     lines = [
@@ -432,6 +529,7 @@ def main() -> None:
         )
     lines += ["", *free_lines(free, shipped, rounds), ""]
     lines += constrained_lines(constrained, rounds)
+    lines += ["", *shrink_lines(shrink, rounds)]
     text = "\n".join(lines)
     print(text)
     if not args.quick:
@@ -501,6 +599,8 @@ def splice(heading: str, text: str) -> None:
     doc = path.read_text()
     start = doc.index("<!-- bench_generate:start -->") + len("<!-- bench_generate:start -->")
     section = doc[start : doc.index("<!-- bench_generate:end -->")].strip("\n")
+    if heading not in section:  # a new subsection goes last
+        section += "\n\n" + heading
     begin = section.index(heading)
     after = section.find("\n### ", begin + len(heading))
     tail = "" if after < 0 else "\n\n" + section[after + 1 :]

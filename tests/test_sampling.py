@@ -273,3 +273,41 @@ def test_a_call_writes_the_same_tunes_whatever_was_called_before(bfloat16_model_
     assert generate(*loaded, SampleConfig(num=1, max_len=40, seed=2, prime="X:1\nT:A\n"))
     assert generate(*loaded, SampleConfig(num=1, max_len=40, seed=2)) == one
     assert sampler._start_compiled.experimental_get_tracing_count() == 2
+
+
+def test_ended_streams_leave_the_batch_and_the_rest_draw_the_same(loaded, monkeypatch):
+    # Sampler.run drops the streams that have ended between chunks; each remaining stream
+    # must draw exactly what it draws when every stream is carried to the end (the
+    # SavedModel's loop, run whole), free and constrained.
+    import tensorflow as tf
+
+    import musicseq.sampling as sampling
+
+    model, config, vocab = loaded
+    kept = []
+    keep_rows = sampling._keep_rows
+    monkeypatch.setattr(sampling, "_keep_rows", lambda *a: kept.append(len(a[2])) or keep_rows(*a))
+    sampler = sampling.sampler_for(model, config, vocab)
+    sample = SampleConfig(num=12, max_len=600, seed=3, temperature=0.7)
+    params = sampling._params(sample)
+    prime = [sampling.EOT] + vocab.encode(sample.prime)
+    chunked = sampler.run(prime, sample.num, sample.max_len, params)
+    whole = sampler.generate_ids(tf.constant(prime), sample.num, sample.max_len, params).numpy()
+    assert kept and min(kept) < sample.num  # streams did leave the batch
+    ended = {int(np.argmax(row == sampling.EOT)) // sampling.CHUNK for row in whole}
+    assert len(ended) > 2  # in different chunks
+    assert chunked.shape[1] <= whole.shape[1]
+    np.testing.assert_array_equal(chunked, whole[:, : chunked.shape[1]])
+    assert not whole[:, chunked.shape[1] :].any()  # PAD
+
+    kept.clear()
+    constrained = SampleConfig(num=6, seed=4, form="AB", max_len=800)
+    tunes = generate_constrained(model, config, vocab, constrained)
+    assert kept
+    run = sampling.Sampler.run
+    monkeypatch.setattr(
+        sampling.Sampler, "run", lambda self, *a, **k: run(self, *a, shrink=False, **k)
+    )
+    kept.clear()
+    assert generate_constrained(model, config, vocab, constrained) == tunes
+    assert not kept
