@@ -463,7 +463,9 @@ def compiled_grammar(chars, full_lookahead: bool = False, jit: bool = False) -> 
 # compiled it for that number of streams already, or when the steps the loop is expected to
 # run (it stops at the longest planned tune: 46-73% of prime + max_len in three runs of 200
 # tunes) times the saving per step (~4.3 ms + 0.055 ms per stream) repay 25 s. 200 tunes at
-# the defaults stay a graph (one CLI call: 92 s as a graph, 109 s with XLA, the same tunes).
+# the defaults stay a graph (one CLI call: 92 s as a graph, 109 s with XLA; since the tunes
+# that have ended leave a graph's batch, 53 s against 75: XLA, compiled for one number of
+# streams, keeps them all, so the estimate here favours XLA more than it should).
 XLA_GRAMMAR_COMPILE_S = 25.0
 XLA_GRAMMAR_STEP_SHARE = 0.6
 
