@@ -101,7 +101,8 @@ class LogitsProcessor:
     """One step of logits processing in the decoding loop.
 
     ``initial(num)`` gives the processor's state for ``num`` streams (nested tensors, or
-    ``()``), ``__call__(logits, state)`` returns the processed logits ``(num, vocab)``, and
+    ``()``; every tensor of rank 1 or more has the stream on its first axis, so that ended
+    streams can leave the batch: :func:`_keep_rows`), ``__call__(logits, state)`` returns the processed logits ``(num, vocab)``, and
     ``advance(state, tokens, step)`` the state after the streams took ``tokens`` (forced prime
     characters too) at loop step ``step``. ``prepare(state)``, called at the start of each
     loop step, may do the heavy part of advancing there instead: it depends only on the
