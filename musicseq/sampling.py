@@ -108,7 +108,15 @@ class LogitsProcessor:
     loop step, may do the heavy part of advancing there instead: it depends only on the
     previous step's tokens, so it runs side by side with the model's step (the loop is a
     dataflow graph). Most processors keep no state.
+
+    A processor whose ``whole_batch`` is True keeps a state row for every stream of the
+    batch even after ended streams leave it (:meth:`Sampler.run`): its ``prepare`` and
+    ``advance`` see all of them (the streams that are not carried take PAD, as ended ones
+    do), and ``__call__`` the carried streams' rows. The grammar's step under XLA is one:
+    XLA compiles it for one number of streams.
     """
+
+    whole_batch = False
 
     def initial(self, num):
         return ()
@@ -201,6 +209,7 @@ class GrammarMask(LogitsProcessor):
 
     def __init__(self, grammar, config, close_step):
         self.grammar, self.config, self.close_step = grammar, config, close_step
+        self.whole_batch = grammar.jit  # XLA: compiled for one number of streams
 
     # The state is (grammar state, plain mask, the grammar's step over every character):
     # ``prepare`` computes the last two (``plain_allowed_and_next``) side by side with the
@@ -581,12 +590,18 @@ class Sampler:
         def cond(i, tokens, state, done, memory, out):
             return (i < stop) & ~tf.reduce_all(done)
 
+        def carried(processor, kept):
+            # A whole-batch processor's state has a row per stream of the batch: the carried ones.
+            if not processor.whole_batch:
+                return kept
+            return tf.nest.map_structure(lambda t: tf.gather(t, index) if t.shape.rank else t, kept)
+
         def body(i, tokens, state, done, memory, out):
             memory = [p.prepare(kept) for p, kept in zip(chain, memory)]
             logits, state = self.step(tokens, state)  # (num, vocab)
             logits = tf.cast(logits, tf.float32)
             for processor, kept in zip(chain, memory):
-                logits = processor(logits, kept)
+                logits = processor(logits, carried(processor, kept))
             every = tf.scatter_nd(where, logits, tf.stack([num, tf.shape(logits)[1]]))
             sampled = tf.random.stateless_categorical(
                 every, 1, seed=tf.stack([params["seed"], i]), dtype=tf.int32
@@ -597,8 +612,11 @@ class Sampler:
             forced = tf.fill(tf.shape(tokens), prime[tf.minimum(i + 1, prime_len - 1)])
             chosen = tf.where(in_prime, forced, tf.where(done, PAD, sampled))
             done = done | (~in_prime & tf.equal(chosen, EOT))
-            memory = [p.advance(kept, chosen, i) for p, kept in zip(chain, memory)]
             written = tf.tensor_scatter_nd_update(tf.fill([num], PAD), where, chosen)
+            memory = [
+                p.advance(kept, written if p.whole_batch else chosen, i)
+                for p, kept in zip(chain, memory)
+            ]
             return i + 1, chosen, state, done, memory, out.write(i - first, written)
 
         *carry, out = tf.while_loop(cond, body, (*carry, out))
@@ -636,8 +654,9 @@ class Sampler:
         Between chunks the streams that have ended leave the batch once they are a quarter
         of it (:func:`_keep_rows`): a step costs in proportion to the streams it carries, and
         a batch of tunes runs until its longest one ends. Every stream draws what it would
-        in the whole batch (:meth:`_loop`); the grammar under XLA, compiled for one number of
-        streams, keeps them all (as does ``shrink=False``)."""
+        in the whole batch (:meth:`_loop`). A ``whole_batch`` processor (the grammar under
+        XLA, compiled for one number of streams) keeps every stream's row; ``shrink=False``
+        keeps every stream."""
         import numpy as np
         import tensorflow as tf
 
@@ -649,7 +668,8 @@ class Sampler:
         total = len(prime_ids) - 1 + max_len
         carry = self._start_compiled(prime, num_t, params)
         index = np.arange(num, dtype=np.int32)
-        shrink = shrink and num > 1 and not params.get("grammar_xla", False)
+        shrink = shrink and num > 1
+        whole = [p.whole_batch for p in self.processors(params)]
         pieces, step, chars = [], 0, 0
         while step < total:
             stop = min(step + CHUNK, total)
@@ -667,7 +687,7 @@ class Sampler:
                 break
             if shrink and 4 * int(done.sum()) >= len(done):
                 keep = np.flatnonzero(~done).astype(np.int32)
-                carry, params = _keep_rows(carry, params, tf.constant(keep))
+                carry, params = _keep_rows(carry, params, tf.constant(keep), whole)
                 index = index[keep]
         ids = np.concatenate(pieces, axis=1) if pieces else np.zeros((num, 0), np.int32)
         return ids[:, len(prime_ids) - 1 :]
@@ -758,18 +778,23 @@ class Sampler:
 _SAMPLERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _keep_rows(carry, params, keep):
+def _keep_rows(carry, params, keep, whole):
     """The loop's carry and parameters for the streams ``keep`` only: every per-stream tensor
     (the model's state, the processors' states, the tokens and flags: all with the stream on
-    their first axis) is gathered; scalars (the step, the Transformer's position) stay."""
+    their first axis) is gathered; scalars (the step, the Transformer's position) stay, and
+    so do the states of the processors flagged in ``whole`` (``whole_batch``: every stream's
+    row), and the per-stream parameters when one is (the grammar's rows, under XLA)."""
     import tensorflow as tf
 
     def gather(t):
         return tf.gather(t, keep) if t.shape.rank else t
 
-    step, *rest = carry
-    kept = {k: gather(v) if k in PER_STREAM_PARAMS else v for k, v in params.items()}
-    return (step, *tf.nest.map_structure(gather, rest)), kept
+    step, tokens, state, done, memory = carry
+    memory = [m if w else tf.nest.map_structure(gather, m) for m, w in zip(memory, whole)]
+    rows = not any(whole)
+    kept = {k: gather(v) if rows and k in PER_STREAM_PARAMS else v for k, v in params.items()}
+    rest = tf.nest.map_structure(gather, (tokens, state, done))
+    return (step, *rest, memory), kept
 
 
 def sampler_for(model, model_config, vocab: Vocab | None = None) -> Sampler:

@@ -342,8 +342,9 @@ def constrained_lines(constrained: list[dict], rounds: int) -> list[str]:
         f"Machine: {machine()}. Median of {rounds} interleaved rounds (min–max), after a round "
         "that traces and compiles (its wall time: first call). Milliseconds per loop step "
         "(the loop's wall time over its steps: the batch steps until its longest tune ends; "
-        "tunes that have ended leave a graph's batch between chunks of 64 steps, not an XLA "
-        "grammar's) and the ratios per character sampled (wall time over the characters the "
+        "tunes that have ended leave the model's batch between chunks of 64 steps, while the "
+        "grammar under XLA, compiled for one number of streams, keeps a row for every tune) "
+        "and the ratios per character sampled (wall time over the characters the "
         "tunes hold); the grammar's step as a graph (`--grammar-xla off`) and compiled by XLA "
         "(`--grammar-xla on`). Free tunes at temperature 1 end on their own; constrained ones "
         "run to their planned length.",

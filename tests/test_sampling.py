@@ -208,20 +208,32 @@ def test_a_bad_number_choice_is_a_clear_error():
         SampleConfig(bars=4).validate()
 
 
-def test_the_grammar_under_xla_writes_the_same_tunes(tiny_model_dir):
+def test_the_grammar_under_xla_writes_the_same_tunes(tiny_model_dir, monkeypatch):
     # SampleConfig.grammar_xla compiles the grammar's step with XLA: at every step of the
     # tunes it wrote, the same mask and the same next state as the graph, so the same tunes
-    # (the model's logits and the random draws do not depend on it).
+    # (the model's logits and the random draws do not depend on it). Compiled for one number
+    # of streams, it keeps a row for each while ended tunes leave the model's batch: the
+    # same tunes as when every stream is carried to the end.
     import tensorflow as tf
 
+    import musicseq.sampling as sampling
     from musicseq.notation.form import analyze
     from musicseq.sampling import EOT, PAD, compiled_grammar, plan_forms
 
     model, config, vocab = load_model_dir(tiny_model_dir)
     fixed = {"M": "6/8", "K": "G"}
     sample = SampleConfig(num=3, seed=5, max_len=600, form="AABB", grammar_xla="on")
+    kept = []
+    keep_rows = sampling._keep_rows
+    monkeypatch.setattr(sampling, "_keep_rows", lambda *a: kept.append(len(a[2])) or keep_rows(*a))
     tunes = generate_constrained(model, config, vocab, sample, fixed=fixed)
     assert all(analyze(text).bars_per_section == (8, 8) for text in tunes)
+    assert kept and min(kept) < sample.num  # tunes did leave the model's batch
+    run = sampling.Sampler.run
+    monkeypatch.setattr(
+        sampling.Sampler, "run", lambda self, *a, **k: run(self, *a, shrink=False, **k)
+    )
+    assert generate_constrained(model, config, vocab, sample, fixed=fixed) == tunes
     graph, xla = compiled_grammar(vocab.chars), compiled_grammar(vocab.chars, jit=True)
     assert xla.jit and 3 in xla.xla_streams
     rows = tf.constant(graph.plans(plan_forms(sample, fixed)))
