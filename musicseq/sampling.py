@@ -473,9 +473,10 @@ def compiled_grammar(chars, full_lookahead: bool = False, jit: bool = False) -> 
 # compiled it for that number of streams already, or when the steps the loop is expected to
 # run (it stops at the longest planned tune: 46-73% of prime + max_len in three runs of 200
 # tunes) times the saving per step (~4.3 ms + 0.055 ms per stream) repay 25 s. 200 tunes at
-# the defaults stay a graph (one CLI call: 92 s as a graph, 109 s with XLA; since the tunes
-# that have ended leave a graph's batch, 53 s against 75: XLA, compiled for one number of
-# streams, keeps them all, so the estimate here favours XLA more than it should).
+# the defaults stay a graph (one CLI call: 57 s as a graph, 65 s with XLA, after tunes that
+# have ended left the model's batch in both; the XLA grammar keeps a row per stream). Against
+# bench_generate.py's loop (5.3 ms saved per step at 200 streams, 10-15 s more for the first
+# call) the estimate is high on both sides.
 XLA_GRAMMAR_COMPILE_S = 25.0
 XLA_GRAMMAR_STEP_SHARE = 0.6
 
