@@ -250,8 +250,8 @@ class SampleConfig:
     grammar_xla: str = option(
         "auto",
         "with constrain: compile the grammar's step with XLA (on: that step 4-15x faster, but "
-        "10-30 s more on the first call for each number of tunes; auto: on when the run is large "
-        "enough to repay that or it is compiled in this process already); same tunes either way",
+        "10-30 s more on the first call for each number of tunes, which one call does not repay; "
+        "auto: on only when this process has compiled it for that many tunes); same tunes either way",
         choices=JIT_COMPILE,
     )
 

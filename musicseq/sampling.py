@@ -466,33 +466,25 @@ def compiled_grammar(chars, full_lookahead: bool = False, jit: bool = False) -> 
 
 
 # The grammar's step compiled by XLA (SampleConfig.grammar_xla) runs 4-15x faster than as a
-# graph: 1.40 ms against 7.13 at 64 streams, 3.32 against 14.85 at 200 (bench_grammar.py);
-# in the decoding loop it saves 6.9 ms a step at 64 streams and 16.1 at 200
-# (docs/benchmarks.md). But the first call with a number of streams compiles it for 9-27 s
-# more than the graph's own optimisation takes. "auto" takes XLA when this process has
-# compiled it for that number of streams already, or when the steps the loop is expected to
-# run (it stops at the longest planned tune: 46-73% of prime + max_len in three runs of 200
-# tunes) times the saving per step (~4.3 ms + 0.055 ms per stream) repay 25 s. 200 tunes at
-# the defaults stay a graph (one CLI call: 57 s as a graph, 65 s with XLA, after tunes that
-# have ended left the model's batch in both; the XLA grammar keeps a row per stream). Against
-# bench_generate.py's loop (5.3 ms saved per step at 200 streams, 10-15 s more for the first
-# call) the estimate is high on both sides.
-XLA_GRAMMAR_COMPILE_S = 25.0
-XLA_GRAMMAR_STEP_SHARE = 0.6
+# graph: 1.40 ms against 7.13 at 64 streams, 3.32 against 14.85 at 200 (bench_grammar.py).
+# But the first call with a number of streams compiles it for 10-30 s more than the graph's
+# own optimisation takes, and in the decoding loop the graph's step shrinks as tunes end (the
+# XLA grammar keeps a row per stream). One CLI call at the defaults (docs/benchmarks.md):
+# 200 tunes 57 s as a graph, 65 s with XLA; 1,000 tunes 120 s against 123 s (the same tunes,
+# and 4.5 GB against 3.7 GB at the peak); a longer max_len does not lengthen the loop, which
+# stops at the longest planned tune. So "auto" takes XLA only where the compile is already
+# paid: this process has compiled it for that number of streams (a notebook's next call
+# after one with "on").
 
 
-def grammar_xla(setting: str, chars, streams: int, steps: int) -> bool:
-    """Whether constrained decoding of ``streams`` tunes, at most ``steps`` loop steps, runs
-    the grammar's step under XLA (``setting``: SampleConfig.grammar_xla). The look-ahead
-    grammar, which only primes that end inside a decoration, annotation or field need,
-    stays a graph."""
+def grammar_xla(setting: str, chars, streams: int) -> bool:
+    """Whether constrained decoding of ``streams`` tunes runs the grammar's step under XLA
+    (``setting``: SampleConfig.grammar_xla). The look-ahead grammar, which only primes that
+    end inside a decoration, annotation or field need, stays a graph."""
     if setting != "auto":
         return setting == "on"
     compiled = _GRAMMARS.get((tuple(chars), False, True))
-    if compiled is not None and streams in compiled.xla_streams:
-        return True
-    saved_ms = XLA_GRAMMAR_STEP_SHARE * steps * (4.3 + 0.055 * streams)
-    return saved_ms / 1000 > XLA_GRAMMAR_COMPILE_S
+    return compiled is not None and streams in compiled.xla_streams
 
 
 CHUNK = 64  # loop steps per compiled call in process (progress is reported between calls)
@@ -1049,9 +1041,7 @@ def generate(
         params["grammar"] = tf.constant(rows)
         if any(needs_full_lookahead(grammar.state) for grammar in grammars):
             params["full_lookahead"] = True
-        elif grammar_xla(
-            config.grammar_xla, vocab.chars, config.num, len(prime_ids) + config.max_len
-        ):
+        elif grammar_xla(config.grammar_xla, vocab.chars, config.num):
             params["grammar_xla"] = True
             # Built here, outside the loop's trace (its tables are constants of this graph).
             sampler.graph_grammar(jit=True).xla_streams.add(config.num)
