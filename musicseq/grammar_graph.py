@@ -1841,12 +1841,11 @@ class GraphGrammar(tf.Module):
         return tf.where(self._last_bar(s, cfg), s[BAR] - tf.maximum(s[PICKUP], 0), cap)
 
     def _final_bar(self, s, cfg):
-        return (
-            cfg["cadence"]
-            & tf.equal(s[PART], cfg["nparts"] - 1)
-            & _isin(s[ENDING], [0, 2])
-            & self._last_bar(s, cfg)
+        closing = (s[MID_SEEN] > 0) | (s[PENDING_MID] > 0)
+        last = (
+            tf.equal(s[PART], cfg["nparts"] - 1) & _isin(s[ENDING], [0, 2]) & self._last_bar(s, cfg)
         )
+        return cfg["cadence"] & tf.where(s[CLOSING] > 0, closing, last)
 
     def _no_music(self, s, cfg):
         return (

@@ -229,7 +229,7 @@ UNDOTTED = frozenset(2 * TICKS >> k for k in range(10)) | frozenset(
 # The fields _place reads (its cache key; and LAST when a broken pair waits).
 _PLACE_FIELDS = (
     *(ELAPSED, UNIT, BAR, TUP_LEFT, TUP_P, BROKEN_, PICKUP, CLOSING, PART_PHASE, PFIRST),
-    *(ENDING, END_BARS, END_LEN, BAR_IN_PART, PART, SHORT, FIRST),
+    *(ENDING, END_BARS, END_LEN, BAR_IN_PART, PART, SHORT, FIRST, MID_SEEN, PENDING_MID),
 )
 _place_key = itemgetter(*_PLACE_FIELDS)
 
@@ -1053,13 +1053,14 @@ class _Machine:
         return s[ENDING] == 0 and s[BAR_IN_PART] == self.bars_per_part - 1
 
     def _final_bar(self, s: list) -> bool:
-        """The tune's last bar (with a form and a cadence): it must end on the tonic."""
-        return (
-            self.cadence
-            and s[PART] == len(self.form or ()) - 1
-            and s[ENDING] in (0, 2)
-            and self._last_bar(s)
-        )
+        """The tune's last bar (with a cadence): it must end on the tonic. With a form, the
+        last bar of the last part; after :meth:`close`, every bar after which the tune may end
+        (a mid-section bar was passed: the checker wants one)."""
+        if not self.cadence:
+            return False
+        if s[CLOSING]:
+            return bool(s[MID_SEEN] or s[PENDING_MID])
+        return s[PART] == len(self.form or ()) - 1 and s[ENDING] in (0, 2) and self._last_bar(s)
 
     def _fits(self, s: list, tonic: bool) -> frozenset[int]:
         """The note durations (ticks, before factors) that may come now; cached."""
@@ -1276,7 +1277,7 @@ class _Machine:
         return s
 
     def _token_closing(self, s: list, token: str) -> list | None:
-        """After close(): end with ':|' or '|]' as soon as the tune may; '|' only to get there."""
+        """After close(): end with ':|' or '|]' as soon as the tune may; '|' to get there."""
         final = ":|" if s[REPEAT] else "|]"
         if token == final:
             if not s[MID_SEEN] or (self.cadence and not s[LAST_TONIC]):
@@ -1578,7 +1579,8 @@ class TuneGrammar:
         """Ask the tune to end as soon as it can: finish the bar, close a repeat, end.
 
         From the next token boundary on, the body allows only notes, rests and the bar lines
-        that lead to the end (the form, if any, is abandoned; a cadence is kept).
+        that lead to the end (the form, if any, is abandoned). With a cadence, every bar after
+        which the tune may end (a mid-section bar was passed) ends on the tonic.
         """
         self._close_requested = True
         if self._state[PHASE] == READY:
