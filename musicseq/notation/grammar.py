@@ -226,10 +226,11 @@ UNDOTTED = frozenset(2 * TICKS >> k for k in range(10)) | frozenset(
     (2 * TICKS >> k) * 2 // 3 for k in range(10)
 )
 
-# The fields _place reads (its cache key; and LAST when a broken pair waits).
+# The fields _place reads (its cache key; and LAST when a broken pair waits, and while
+# closing MID_SEEN / PENDING_MID, through _final_bar).
 _PLACE_FIELDS = (
     *(ELAPSED, UNIT, BAR, TUP_LEFT, TUP_P, BROKEN_, PICKUP, CLOSING, PART_PHASE, PFIRST),
-    *(ENDING, END_BARS, END_LEN, BAR_IN_PART, PART, SHORT, FIRST, MID_SEEN, PENDING_MID),
+    *(ENDING, END_BARS, END_LEN, BAR_IN_PART, PART, SHORT, FIRST),
 )
 _place_key = itemgetter(*_PLACE_FIELDS)
 
@@ -1064,7 +1065,9 @@ class _Machine:
 
     def _fits(self, s: list, tonic: bool) -> frozenset[int]:
         """The note durations (ticks, before factors) that may come now; cached."""
-        key = (_place_key(s), tonic, s[LAST] if s[BROKEN_] else 0)  # LAST: a pair's 2nd
+        # LAST: a pair's 2nd note; closing: whether this bar may end the tune (_final_bar)
+        closing_final = bool(s[CLOSING] and (s[MID_SEEN] or s[PENDING_MID]))
+        key = (_place_key(s), tonic, s[LAST] if s[BROKEN_] else 0, closing_final)
         got = self.fits_cache.get(key)
         if got is None:
             values = self.units[s[UNIT]][1].values()
