@@ -488,6 +488,7 @@ def grammar_xla(setting: str, chars, streams: int) -> bool:
 
 
 CHUNK = 64  # loop steps per compiled call in process (progress is reported between calls)
+SHRINK_AT = 0.25  # Sampler.run: ended streams leave the batch once they are this share of it
 PER_STREAM_PARAMS = {"grammar"}  # decoding parameters with a row per stream
 
 
@@ -678,7 +679,7 @@ class Sampler:
                 progress(step, total, num - len(index) + int(done.sum()), num, chars)
             if done.all():
                 break
-            if shrink and 4 * int(done.sum()) >= len(done):
+            if shrink and done.any() and done.sum() >= SHRINK_AT * len(done):
                 keep = np.flatnonzero(~done).astype(np.int32)
                 carry, params = _keep_rows(carry, params, tf.constant(keep), whole)
                 index = index[keep]
