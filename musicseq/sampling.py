@@ -102,8 +102,9 @@ class LogitsProcessor:
 
     ``initial(num)`` gives the processor's state for ``num`` streams (nested tensors, or
     ``()``; every tensor of rank 1 or more has the stream on its first axis, so that ended
-    streams can leave the batch: :func:`_keep_rows`), ``__call__(logits, state)`` returns the processed logits ``(num, vocab)``, and
-    ``advance(state, tokens, step)`` the state after the streams took ``tokens`` (forced prime
+    streams can leave the batch: :func:`_keep_rows`), ``__call__(logits, state)`` returns
+    the processed logits ``(num, vocab)``, and ``advance(state, tokens, step)`` the state
+    after the streams took ``tokens`` (forced prime
     characters too) at loop step ``step``. ``prepare(state)``, called at the start of each
     loop step, may do the heavy part of advancing there instead: it depends only on the
     previous step's tokens, so it runs side by side with the model's step (the loop is a
@@ -586,9 +587,7 @@ class Sampler:
 
         def carried(processor, kept):
             # A whole-batch processor's state has a row per stream of the batch: the carried ones.
-            if not processor.whole_batch:
-                return kept
-            return tf.nest.map_structure(lambda t: tf.gather(t, index) if t.shape.rank else t, kept)
+            return _rows(kept, index) if processor.whole_batch else kept
 
         def body(i, tokens, state, done, memory, out):
             memory = [p.prepare(kept) for p, kept in zip(chain, memory)]
@@ -778,17 +777,18 @@ def _keep_rows(carry, params, keep, whole):
     their first axis) is gathered; scalars (the step, the Transformer's position) stay, and
     so do the states of the processors flagged in ``whole`` (``whole_batch``: every stream's
     row), and the per-stream parameters when one is (the grammar's rows, under XLA)."""
+    step, tokens, state, done, memory = carry
+    memory = [m if w else _rows(m, keep) for m, w in zip(memory, whole)]
+    rows = not any(whole)
+    kept = {k: _rows(v, keep) if rows and k in PER_STREAM_PARAMS else v for k, v in params.items()}
+    return (step, *_rows((tokens, state, done), keep), memory), kept
+
+
+def _rows(tree, index):
+    """The rows ``index`` of every tensor in ``tree`` that has rows (rank >= 1; scalars stay)."""
     import tensorflow as tf
 
-    def gather(t):
-        return tf.gather(t, keep) if t.shape.rank else t
-
-    step, tokens, state, done, memory = carry
-    memory = [m if w else tf.nest.map_structure(gather, m) for m, w in zip(memory, whole)]
-    rows = not any(whole)
-    kept = {k: gather(v) if rows and k in PER_STREAM_PARAMS else v for k, v in params.items()}
-    rest = tf.nest.map_structure(gather, (tokens, state, done))
-    return (step, *rest, memory), kept
+    return tf.nest.map_structure(lambda t: tf.gather(t, index) if t.shape.rank else t, tree)
 
 
 def sampler_for(model, model_config, vocab: Vocab | None = None) -> Sampler:
