@@ -60,6 +60,7 @@ at most :data:`MAX_FORCED_TITLE` characters.
 
 from __future__ import annotations
 
+import weakref
 from fractions import Fraction
 
 import numpy as np
@@ -220,18 +221,74 @@ class _Tries:
 def _gather(table, index):
     """``tf.gather`` with the index clamped into the table (lanes of other phases hold any
     value there; their results are discarded, but the lookup must stay in range)."""
-    return tf.gather(table, tf.clip_by_value(index, 0, table.shape[0] - 1))
+    index = tf.clip_by_value(index, _k(0), _k(table.shape[0] - 1))
+    return tf.gather(table, index, axis=_k(0))
 
 
 def _i(x):
     return tf.cast(x, tf.int32)
 
 
+# Tracing cost is per graph operation (the grammar's step is ~15k of them, and a first
+# constrained call spends most of its time creating and optimising them), so the helpers
+# below build as few as they can: one constant per value and graph, a membership test over
+# several values as one lookup, a field as one slice of one unstack.
+_CONSTANTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _k(value, dtype=tf.int32) -> tf.Tensor:
+    """``tf.constant(value, dtype)``, created once per graph (a ``tf.function`` or ``tf.cond``
+    branch being traced) and reused; ``value`` a number or a NumPy array."""
+    graph = tf.compat.v1.get_default_graph()
+    table = _CONSTANTS.setdefault(graph, {})
+    array = np.asarray(value)
+    key = (dtype, array.shape, array.tobytes())
+    if key not in table:
+        table[key] = tf.constant(array, dtype)
+    return table[key]
+
+
+def _newaxis(x, axis: int = -1) -> tf.Tensor:
+    """``x`` with a new axis of size 1 at ``axis`` (``x[..., None]``, in one operation)."""
+    return tf.expand_dims(x, _k(axis))
+
+
+def _scalar(v, like) -> tf.Tensor:
+    """A Python number or bool as a shared constant (:func:`_k`) of ``like``'s dtype; a
+    tensor as it is."""
+    if isinstance(v, (bool, np.bool_)):
+        return _k(bool(v), tf.bool)
+    if isinstance(v, (int, np.integer)):
+        return _k(int(v), like.dtype if isinstance(like, tf.Tensor) else tf.int32)
+    return v
+
+
+def _eq(x, y) -> tf.Tensor:
+    """``tf.equal``, its Python numbers as shared constants."""
+    return tf.equal(_scalar(x, y), _scalar(y, x))
+
+
+def _where(cond, a, b) -> tf.Tensor:
+    """``tf.where(cond, a, b)``, its Python numbers as shared constants."""
+    return tf.where(cond, _scalar(a, b), _scalar(b, a))
+
+
+_ISIN_SPAN = 256  # values from -1 to 255 (codes, phases, fields, trie nodes) are looked up
+
+
 def _isin(x, values) -> tf.Tensor:
-    out = tf.zeros_like(x, tf.bool)
-    for v in values:
-        out = out | tf.equal(x, v)
-    return out
+    """Whether each element of ``x`` (int32) is one of ``values``: a chain of comparisons
+    for one to three values, a lookup in a boolean table for more."""
+    values = sorted(set(values))
+    if len(values) < 4 or not all(-1 <= v < _ISIN_SPAN for v in values):
+        out = tf.zeros_like(x, tf.bool)
+        for v in values:
+            out = out | _eq(x, _k(v))
+        return out
+    table = np.zeros(_ISIN_SPAN + 3, bool)  # slot v + 2; slots 0 and the last: out of range
+    table[np.array(values) + 2] = True
+    index = tf.clip_by_value(x, _k(-2), _k(_ISIN_SPAN)) + _k(2)
+    return tf.gather(_k(table, tf.bool), index)
 
 
 def _choose(cases, default: dict) -> tuple[tf.Tensor, dict]:
@@ -243,10 +300,10 @@ def _choose(cases, default: dict) -> tuple[tf.Tensor, dict]:
         if cond is True:
             ok, out = tf.convert_to_tensor(c_ok), dict(st)
             continue
-        ok = tf.where(cond, c_ok, ok)
+        ok = _where(cond, c_ok, ok)
         for k, v in st.items():
             if v is not out[k]:
-                out[k] = tf.where(cond, v, out[k])
+                out[k] = _where(cond, v, out[k])
     return ok, out
 
 
@@ -254,7 +311,7 @@ def _upd(s: dict, **kw) -> dict:
     """A copy of state ``s`` with fields set by name (``_upd(s, phase=READY, node=0)``)."""
     new = dict(s)
     for k, v in kw.items():
-        v = tf.convert_to_tensor(v)
+        v = _k(int(v)) if isinstance(v, (bool, int, np.integer)) else tf.convert_to_tensor(v)
         new[_FIELD[k]] = tf.cast(v, tf.int32) if v.dtype != tf.int32 else v
     return new
 
@@ -595,7 +652,7 @@ class GraphGrammar(tf.Module):
             text = f"{unit.numerator}/{unit.denominator}"
             defaults.append(self.length_words.index(text) if text in self.length_words else -1)
         default = _gather(tf.constant(defaults, tf.int32), tf.maximum(meter, 0))
-        length = tf.where((length < 0) & (meter >= 0), default, length)
+        length = _where((length < 0) & (meter >= 0), default, length)
         parts = tf.cast(parts, tf.int32)[:, :MAX_PARTS]
         parts = tf.pad(parts, [[0, 0], [0, MAX_PARTS - tf.shape(parts)[1]]])
         nparts = tf.reduce_sum(_i(parts > 0), 1)
@@ -647,10 +704,9 @@ class GraphGrammar(tf.Module):
     def _fields(state, rank_extra: int = 0) -> dict:
         state = tf.convert_to_tensor(state, tf.int32)
         out = {}
-        for i in range(STATE_SIZE):
-            x = state[..., i]
+        for i, x in enumerate(tf.unstack(state, STATE_SIZE, axis=-1)):
             for _ in range(rank_extra):
-                x = x[..., None]
+                x = _newaxis(x)
             out[i] = x
         return out
 
@@ -740,8 +796,8 @@ class GraphGrammar(tf.Module):
         finished = s[FINISHED] > 0
         has_kept = tf.reduce_any(kept, -1, keepdims=True)
         has_plain = tf.reduce_any(plain, -1, keepdims=True)
-        out = tf.where(has_kept, kept, tf.where(has_plain, plain, options))
-        return tf.where(finished, options, out)
+        out = _where(has_kept, kept, _where(has_plain, plain, options))
+        return _where(finished, options, out)
 
     def _exotic_dead(self, s, cfg, config, dead):  # see also needs_full_lookahead()
         """The look-ahead for every character, for streams inside ``!..!``, ``".."``, a field
@@ -786,24 +842,24 @@ class GraphGrammar(tf.Module):
             return _gather(self._cls[name], codes) & is_char
 
         def col(c):
-            return tf.equal(codes, ord(c)) & is_char
+            return _eq(codes, ord(c)) & is_char
 
         plain = allowed & ~cls("plain_banned")
         plain = plain & ~(col(")") & (pslur <= 0))
         digits = cls("digit")
-        after_paren = tf.equal(last, ord("("))
+        after_paren = _eq(last, ord("("))
         tuplet_can_start = tf.reduce_any(allowed & digits, -1, keepdims=True)
         plain = plain & ~(col("(") & (pslur > 0) & ~(after_paren & tuplet_can_start))
-        plain = tf.where(after_paren & (pslur >= 2), plain & digits, plain)
+        plain = _where(after_paren & (pslur >= 2), plain & digits, plain)
         heads = cls("note_heads")
         no_heads = ~tf.reduce_any(plain & heads, -1, keepdims=True)
         plain = plain & ~(cls("before_note") & no_heads)
         notes = plain & heads
         deco = _isin(last, _codes(".~")) & tf.reduce_any(notes, -1, keepdims=True)
-        plain = tf.where(deco, notes, plain)
+        plain = _where(deco, notes, plain)
         plain = plain & ~(col(" ") & _isin(last, _codes(" \n")))
-        plain = plain & ~(col("\n") & tf.equal(last, ord("\n")))
-        return tf.where(in_body, plain, allowed)
+        plain = plain & ~(col("\n") & _eq(last, ord("\n")))
+        return _where(in_body, plain, allowed)
 
     @tf.autograph.experimental.do_not_convert
     def advance(self, state, config, tokens) -> tf.Tensor:
@@ -830,11 +886,11 @@ class GraphGrammar(tf.Module):
         finished = s[FINISHED] > 0
         out = {}
         for k in range(STATE_SIZE):
-            out[k] = tf.where(is_char & ok & ~finished, new[k], s[k])
-        rejected = ~finished & ((is_char & ~ok) | (tf.equal(tokens, EOT) & ~can_end))
+            out[k] = _where(is_char & ok & ~finished, new[k], s[k])
+        rejected = ~finished & ((is_char & ~ok) | (_eq(tokens, EOT) & ~can_end))
         rejected = rejected | ~finished & _isin(tokens, [PAD, UNK])
-        ended = ~finished & tf.equal(tokens, EOT) & can_end
-        out[FINISHED] = tf.where(rejected, 2, tf.where(ended, 1, s[FINISHED]))
+        ended = ~finished & _eq(tokens, EOT) & can_end
+        out[FINISHED] = _where(rejected, 2, _where(ended, 1, s[FINISHED]))
         return tf.stack([out[k] for k in range(STATE_SIZE)], -1)
 
     def _after_char(self, s, new, code, apply_close=True):
@@ -842,15 +898,15 @@ class GraphGrammar(tf.Module):
         new = dict(new)
         in_body = s[PHASE] >= READY
         delta = (
-            _i(tf.equal(code, ord("(")))
-            - _i(tf.equal(code, ord(")")))
-            - _i(_gather(self._cls["digit"], code) & tf.equal(s[LASTCH], ord("(")))
+            _i(_eq(code, ord("(")))
+            - _i(_eq(code, ord(")")))
+            - _i(_gather(self._cls["digit"], code) & _eq(s[LASTCH], ord("(")))
         )
-        new[PSLUR] = s[PSLUR] + tf.where(in_body, delta, 0)
+        new[PSLUR] = s[PSLUR] + _where(in_body, delta, 0)
         new[LASTCH] = tf.broadcast_to(code, tf.shape(new[PSLUR]))
         if apply_close:
-            apply = (s[CLOSE_REQ] > 0) & tf.equal(new[PHASE], READY) & tf.equal(new[CLOSING], 0)
-            new[CLOSING] = tf.where(apply, 1, new[CLOSING])
+            apply = (s[CLOSE_REQ] > 0) & _eq(new[PHASE], READY) & _eq(new[CLOSING], 0)
+            new[CLOSING] = _where(apply, 1, new[CLOSING])
         return new
 
     @tf.autograph.experimental.do_not_convert
@@ -858,9 +914,9 @@ class GraphGrammar(tf.Module):
         """``TuneGrammar.close()`` for the streams where ``close_mask`` is True."""
         state = tf.convert_to_tensor(state, tf.int32)
         mask = tf.convert_to_tensor(close_mask, tf.bool)
-        ready = tf.equal(state[:, PHASE], READY)
-        req = tf.where(mask, 1, state[:, CLOSE_REQ])
-        closing = tf.where(mask & ready, 1, state[:, CLOSING])
+        ready = _eq(state[:, PHASE], READY)
+        req = _where(mask, 1, state[:, CLOSE_REQ])
+        closing = _where(mask & ready, 1, state[:, CLOSING])
         cols = tf.unstack(state, axis=1)
         cols[CLOSE_REQ], cols[CLOSING] = req, closing
         return tf.stack(cols, 1)
@@ -884,17 +940,17 @@ class GraphGrammar(tf.Module):
         # COL (the reference's step, for body states)
         col = s[COL]
         is_space = _isin(ch, _codes(" \t`"))
-        new_col = tf.where(
-            tf.equal(ch, 10),
+        new_col = _where(
+            _eq(ch, 10),
             0,
-            tf.where(
+            _where(
                 is_space,
-                tf.where(_isin(col, [0, BLANK]), BLANK, 2),
-                tf.where(tf.equal(col, 0) & self._c("alpha", ch), 1, 2),
+                _where(_isin(col, [0, BLANK]), BLANK, 2),
+                _where(_eq(col, 0) & self._c("alpha", ch), 1, 2),
             ),
         )
         st_b = dict(st_b)
-        st_b[COL] = tf.where(st_b[PHASE] >= READY, new_col, st_b[COL])
+        st_b[COL] = _where(st_b[PHASE] >= READY, new_col, st_b[COL])
         ok, out = _choose([(header, ok_h, st_h), (True, ok_b, st_b)], s)
         return ok, (_norm(out, like) if norm else out)
 
@@ -910,8 +966,8 @@ class GraphGrammar(tf.Module):
         node = s[NODE]
         lit_len = _gather(self._lit_len, kind)
         expected = _gather(self._lit, tf.minimum(kind, 5) * 4 + tf.clip_by_value(node, 0, 3))
-        ok_lit = tf.equal(ch, expected)
-        done_lit = tf.equal(node + 1, lit_len)
+        ok_lit = _eq(ch, expected)
+        done_lit = _eq(node + 1, lit_len)
         st_lit = _upd(s, node=node + 1)
         if self.template:
             st_done = self._next_item(st_lit)
@@ -922,14 +978,14 @@ class GraphGrammar(tf.Module):
         # H_LETTER
         field = tf.zeros_like(ch) - 1
         for i, letter in enumerate(ref._FIELD_LETTERS):
-            field = tf.where(tf.equal(ch, ord(letter)), i, field)
+            field = _where(_eq(ch, ord(letter)), i, field)
         ok_letter = (field > F_X) & self._field_open(s, field, cfg)
         st_letter = _upd(s, phase=H_COLON, kind=field)
         # H_COLON
-        ok_colon = tf.equal(ch, ord(":"))
+        ok_colon = _eq(ch, ord(":"))
         st_colon = _upd(s, phase=H_VALUE, node=0, flag=0)
         # H_VALUE
-        newline = tf.equal(ch, 10)
+        newline = _eq(ch, 10)
         done = self._value_done(s[KIND], node, s[FLAG], cfg)
         ok_fd, st_fd = self._field_done(s, cfg)
         ok_v, vnode, vflag = self._value_step(s[KIND], node, s[FLAG], ch, cfg)
@@ -937,9 +993,9 @@ class GraphGrammar(tf.Module):
         ok_value, st_value = _choose([(newline, done & ok_fd, st_fd), (True, ok_v, st_v)], s)
         return _choose(
             [
-                (tf.equal(phase, H_LIT), ok_l, st_l),
-                (tf.equal(phase, H_LETTER), ok_letter, st_letter),
-                (tf.equal(phase, H_COLON), ok_colon, st_colon),
+                (_eq(phase, H_LIT), ok_l, st_l),
+                (_eq(phase, H_LETTER), ok_letter, st_letter),
+                (_eq(phase, H_COLON), ok_colon, st_colon),
                 (True, ok_value, st_value),
             ],
             s,
@@ -950,17 +1006,17 @@ class GraphGrammar(tf.Module):
         t_count = seen // ref._T_COUNT
         bit = tf.zeros_like(field)
         for f, b in ref._SEEN_BITS.items():
-            bit = tf.where(tf.equal(field, f), b, bit)
-        open_ = tf.equal(tf.bitwise.bitwise_and(seen, bit), 0)
+            bit = _where(_eq(field, f), b, bit)
+        open_ = _eq(tf.bitwise.bitwise_and(seen, bit), 0)
         if not self.f_q_field:
             open_ = open_ & tf.not_equal(field, F_Q)
         lengths_ok = (cfg["L"] >= 0) | self.lengths_ok
         open_ = open_ & (tf.not_equal(field, F_L) | lengths_ok)
-        open_ = tf.where(
-            tf.equal(field, F_K), tf.bitwise.bitwise_and(seen, ref._SEEN_BITS[F_M]) > 0, open_
+        open_ = _where(
+            _eq(field, F_K), tf.bitwise.bitwise_and(seen, ref._SEEN_BITS[F_M]) > 0, open_
         )
         open_ = open_ & (t_count > 0)
-        return tf.where(tf.equal(field, F_T), t_count < ref.MAX_T_FIELDS, open_)
+        return _where(_eq(field, F_T), t_count < ref.MAX_T_FIELDS, open_)
 
     def _next_item(self, s):
         seen = s[SEEN] + 1
@@ -981,9 +1037,9 @@ class GraphGrammar(tf.Module):
         is_choice = self._is_choice(field, cfg)
         st = _upd(
             s,
-            bar=tf.where(is_choice & tf.equal(field, F_M), value, s[BAR]),
-            unit=tf.where(is_choice & tf.equal(field, F_L), value, s[UNIT]),
-            tonic=tf.where(is_choice & tf.equal(field, F_K), value, s[TONIC]),
+            bar=_where(is_choice & _eq(field, F_M), value, s[BAR]),
+            unit=_where(is_choice & _eq(field, F_L), value, s[UNIT]),
+            tonic=_where(is_choice & _eq(field, F_K), value, s[TONIC]),
         )
         st_k = self._body_start(st, cfg)
         if self.template:
@@ -991,21 +1047,19 @@ class GraphGrammar(tf.Module):
         else:
             bit = tf.zeros_like(field)
             for f, b in ref._SEEN_BITS.items():
-                bit = tf.where(tf.equal(field, f), b, bit)
-            seen = tf.where(
-                tf.equal(field, F_T), st[SEEN] + ref._T_COUNT, tf.bitwise.bitwise_or(st[SEEN], bit)
+                bit = _where(_eq(field, f), b, bit)
+            seen = _where(
+                _eq(field, F_T), st[SEEN] + ref._T_COUNT, tf.bitwise.bitwise_or(st[SEEN], bit)
             )
             st_next = _upd(st, seen=seen, phase=H_LETTER, node=0, flag=0, kind=0)
-        return tf.constant(True), _choose([(tf.equal(field, F_K), True, st_k)], st_next)[1]
+        return tf.constant(True), _choose([(_eq(field, F_K), True, st_k)], st_next)[1]
 
     def _body_start(self, s, cfg):
         bar = s[BAR]
-        default = tf.where(bar * 4 >= 3 * TICKS, TICKS // 8, TICKS // 16)
-        unit = tf.where(tf.equal(s[UNIT], 0), default, s[UNIT])
-        first_rep = tf.equal(cfg["parts"][..., 0], 2)
-        part_phase = tf.where(
-            cfg["form"], tf.where(first_rep, PART_START, PART_BODY), s[PART_PHASE]
-        )
+        default = _where(bar * 4 >= 3 * TICKS, TICKS // 8, TICKS // 16)
+        unit = _where(_eq(s[UNIT], 0), default, s[UNIT])
+        first_rep = _eq(cfg["parts"][..., 0], 2)
+        part_phase = _where(cfg["form"], _where(first_rep, PART_START, PART_BODY), s[PART_PHASE])
         return _upd(
             s,
             unit=unit,
@@ -1027,34 +1081,34 @@ class GraphGrammar(tf.Module):
 
     def _is_choice(self, field, cfg):
         """M:, L:, K: values, and T: when forced."""
-        return _isin(field, [F_M, F_L, F_K]) | (tf.equal(field, F_T) & (cfg["tlen"] >= 0))
+        return _isin(field, [F_M, F_L, F_K]) | (_eq(field, F_T) & (cfg["tlen"] >= 0))
 
     def _choice_global(self, field, node):
-        offset = tf.where(
-            tf.equal(field, F_M),
+        offset = _where(
+            _eq(field, F_M),
             self._val_offset[0],
-            tf.where(tf.equal(field, F_L), self._val_offset[1], self._val_offset[2]),
+            _where(_eq(field, F_L), self._val_offset[1], self._val_offset[2]),
         )
         return tf.clip_by_value(offset + node, 0, self.values.n_nodes - 1)
 
     def _choice_node_ok(self, field, gnode, cfg):
         """Is a value allowed for this stream below trie node ``gnode``?"""
-        sel = tf.where(
-            tf.equal(field, F_M),
+        sel = _where(
+            _eq(field, F_M),
             cfg["M"],
-            tf.where(tf.equal(field, F_L), cfg["L"], cfg["K"]),
+            _where(_eq(field, F_L), cfg["L"], cfg["K"]),
         )
-        offset = tf.where(
-            tf.equal(field, F_M),
+        offset = _where(
+            _eq(field, F_M),
             self.values.word_offset[0],
-            tf.where(tf.equal(field, F_L), self.values.word_offset[1], self.values.word_offset[2]),
+            _where(_eq(field, F_L), self.values.word_offset[1], self.values.word_offset[2]),
         )
         g = tf.clip_by_value(gnode, 0, self.values.n_nodes - 1)
         word = tf.clip_by_value(sel + offset, 0, self._n_val_words - 1)
         forced = _gather(self._val_anc, g * self._n_val_words + word)
-        cad = cfg["cadence"] & tf.equal(field, F_K)
-        free = tf.where(cad, _gather(self._val_cad_node, g), _gather(self._val_free_node, g))
-        return (gnode >= 0) & tf.where(sel >= 0, forced, free)
+        cad = cfg["cadence"] & _eq(field, F_K)
+        free = _where(cad, _gather(self._val_cad_node, g), _gather(self._val_free_node, g))
+        return (gnode >= 0) & _where(sel >= 0, forced, free)
 
     def _choice_word(self, field, node):
         return _gather(self._val_word, self._choice_global(field, node))
@@ -1062,8 +1116,8 @@ class GraphGrammar(tf.Module):
     def _title_at(self, node, cfg):
         """The forced title's character at ``node``."""
         index = tf.range(MAX_FORCED_TITLE)
-        hit = tf.equal(index, node[..., None])
-        return tf.reduce_sum(tf.where(hit, cfg["title"], 0), -1)
+        hit = _eq(index, node[..., None])
+        return tf.reduce_sum(_where(hit, cfg["title"], 0), -1)
 
     def _value_step(self, field, node, flag, ch, cfg):
         """(ok, node, flag) after ``ch`` in the value of ``field`` (the reference's specs)."""
@@ -1072,18 +1126,18 @@ class GraphGrammar(tf.Module):
         child = _gather(self._val_children, gnode * 128 + ch)
         ok_choice = self._choice_node_ok(field, child, cfg)
         local_child = child - (gnode - node)  # gnode is never clipped for a choice field
-        ok_title = (node < cfg["tlen"]) & tf.equal(ch, self._title_at(node, cfg))
-        is_title = tf.equal(field, F_T) & (cfg["tlen"] >= 0)
-        ok_choice = tf.where(is_title, ok_title, ok_choice)
-        node_choice = tf.where(is_title, node + 1, local_child)
+        ok_title = (node < cfg["tlen"]) & _eq(ch, self._title_at(node, cfg))
+        is_title = _eq(field, F_T) & (cfg["tlen"] >= 0)
+        ok_choice = _where(is_title, ok_title, ok_choice)
+        node_choice = _where(is_title, node + 1, local_child)
         # V_TEXT: T (title chars, 72, nonblank), R (title chars, 24), P (part chars, 24, nonblank)
-        chars = tf.where(tf.equal(field, F_P), self._c("part", ch), self._c("title", ch))
-        limit = tf.where(tf.equal(field, F_T), ref.MAX_TITLE, ref.MAX_TEXT)
+        chars = _where(_eq(field, F_P), self._c("part", ch), self._c("title", ch))
+        limit = _where(_eq(field, F_T), ref.MAX_TITLE, ref.MAX_TEXT)
         nonblank = _isin(field, [F_T, F_P])
-        space = tf.equal(ch, 32)
+        space = _eq(ch, 32)
         ok_text = chars & (node < limit)
         ok_text = ok_text & ~(
-            space & nonblank & tf.equal(tf.bitwise.bitwise_and(flag, 1), 0) & (node >= limit - 1)
+            space & nonblank & _eq(tf.bitwise.bitwise_and(flag, 1), 0) & (node >= limit - 1)
         )
         flag_text = tf.bitwise.bitwise_or(flag, _i(~space))
         # V_DIGITS: X
@@ -1091,95 +1145,95 @@ class GraphGrammar(tf.Module):
         # V_TEMPO: Q
         ok_tempo, node_tempo = self._tempo_step(node, ch)
         is_text = _isin(field, [F_T, F_R, F_P]) & ~is_title
-        ok = tf.where(
+        ok = _where(
             self._is_choice(field, cfg),
             ok_choice,
-            tf.where(is_text, ok_text, tf.where(tf.equal(field, F_X), ok_digits, ok_tempo)),
+            _where(is_text, ok_text, _where(_eq(field, F_X), ok_digits, ok_tempo)),
         )
-        new_node = tf.where(
+        new_node = _where(
             self._is_choice(field, cfg),
             node_choice,
-            tf.where(tf.equal(field, F_Q), node_tempo, node + 1),
+            _where(_eq(field, F_Q), node_tempo, node + 1),
         )
-        new_flag = tf.where(is_text, flag_text, tf.where(tf.equal(field, F_Q), 0, flag))
+        new_flag = _where(is_text, flag_text, _where(_eq(field, F_Q), 0, flag))
         return ok, new_node, new_flag
 
     def _value_done(self, field, node, flag, cfg):
         # a node holding a word this stream may take
         gword = self._choice_word(field, node)
-        sel = tf.where(
-            tf.equal(field, F_M),
+        sel = _where(
+            _eq(field, F_M),
             cfg["M"],
-            tf.where(tf.equal(field, F_L), cfg["L"], cfg["K"]),
+            _where(_eq(field, F_L), cfg["L"], cfg["K"]),
         )
-        offset = tf.where(
-            tf.equal(field, F_M),
+        offset = _where(
+            _eq(field, F_M),
             self.values.word_offset[0],
-            tf.where(tf.equal(field, F_L), self.values.word_offset[1], self.values.word_offset[2]),
+            _where(_eq(field, F_L), self.values.word_offset[1], self.values.word_offset[2]),
         )
-        cad = cfg["cadence"] & tf.equal(field, F_K)
-        free = tf.where(
+        cad = cfg["cadence"] & _eq(field, F_K)
+        free = _where(
             cad,
             _gather(self._val_cad_word, tf.maximum(gword, 0)),
             _gather(self._val_free_word, tf.maximum(gword, 0)),
         )
-        word_ok = (gword >= 0) & tf.where(sel >= 0, tf.equal(gword, sel + offset), free)
-        is_title = tf.equal(field, F_T) & (cfg["tlen"] >= 0)
-        done_choice = tf.where(is_title, tf.equal(node, cfg["tlen"]), word_ok)
+        word_ok = (gword >= 0) & _where(sel >= 0, _eq(gword, sel + offset), free)
+        is_title = _eq(field, F_T) & (cfg["tlen"] >= 0)
+        done_choice = _where(is_title, _eq(node, cfg["tlen"]), word_ok)
         nonblank = _isin(field, [F_T, F_P])
         done_text = (tf.bitwise.bitwise_and(flag, 1) > 0) | ~nonblank
         done_digits = node > 0
         done_tempo = _isin(node, sorted(ref._TEMPO_FINAL))
         is_text = _isin(field, [F_T, F_R, F_P]) & ~is_title
-        return tf.where(
+        return _where(
             self._is_choice(field, cfg),
             done_choice,
-            tf.where(is_text, done_text, tf.where(tf.equal(field, F_X), done_digits, done_tempo)),
+            _where(is_text, done_text, _where(_eq(field, F_X), done_digits, done_tempo)),
         )
 
     def _tempo_step(self, node, ch):
         """``_tempo_step``: Q: values (1/4=120, 80, 3/8=104 "Slow", "Andante")."""
         digit = self._c("digit", ch)
-        quote = tf.equal(ch, ord('"'))
-        space = tf.equal(ch, 32)
+        quote = _eq(ch, ord('"'))
+        space = _eq(ch, 32)
         quotes = self.f_quote_ok
         bad = tf.constant(-1)
-        n0 = tf.where(
+        n0 = _where(
             quote,
             10 if quotes else -1,
-            tf.where(_isin(ch, _codes("13")), 1, tf.where(_isin(ch, _codes("23456789")), 2, bad)),
+            _where(_isin(ch, _codes("13")), 1, _where(_isin(ch, _codes("23456789")), 2, bad)),
         )
-        n1 = tf.where(tf.equal(ch, ord("/")), 5, tf.where(digit, 3, bad))
-        n23 = tf.where(digit, node + 1, tf.where(space & tf.equal(node, 3) & quotes, 8, bad))
-        n4 = tf.where(space & quotes, 8, bad)
-        n5 = tf.where(_isin(ch, _codes("248")), 6, bad)
-        n6 = tf.where(tf.equal(ch, ord("=")), 7, bad)
-        n7 = tf.where(_isin(ch, _codes("123456789")), 2, bad)
-        n8 = tf.where(quote, 10, bad)
+        n1 = _where(_eq(ch, ord("/")), 5, _where(digit, 3, bad))
+        n23 = _where(digit, node + 1, _where(space & _eq(node, 3) & quotes, 8, bad))
+        n4 = _where(space & quotes, 8, bad)
+        n5 = _where(_isin(ch, _codes("248")), 6, bad)
+        n6 = _where(_eq(ch, ord("=")), 7, bad)
+        n7 = _where(_isin(ch, _codes("123456789")), 2, bad)
+        n8 = _where(quote, 10, bad)
         text_ok = self._c("title", ch) & ~quote & (node - 10 < ref.MAX_TEXT)
-        n10 = tf.where(quote, tf.where(node > 10, 9, bad), tf.where(text_ok, node + 1, bad))
-        out = tf.where(
-            tf.equal(node, 0),
+        n10 = _where(quote, _where(node > 10, 9, bad), _where(text_ok, node + 1, bad))
+        out = _where(
+            _eq(node, 0),
             n0,
-            tf.where(
-                tf.equal(node, 1),
+            _where(
+                _eq(node, 1),
                 n1,
-                tf.where(
+                _where(
                     _isin(node, [2, 3]),
                     n23,
-                    tf.where(
-                        tf.equal(node, 4),
+                    _where(
+                        _eq(node, 4),
                         n4,
-                        tf.where(
-                            tf.equal(node, 5),
+                        _where(
+                            _eq(node, 5),
                             n5,
-                            tf.where(
-                                tf.equal(node, 6),
+                            _where(
+                                _eq(node, 6),
                                 n6,
-                                tf.where(
-                                    tf.equal(node, 7),
+                                _where(
+                                    _eq(node, 7),
                                     n7,
-                                    tf.where(tf.equal(node, 8), n8, tf.where(node >= 10, n10, bad)),
+                                    _where(_eq(node, 8), n8, _where(node >= 10, n10, bad)),
                                 ),
                             ),
                         ),
@@ -1199,10 +1253,10 @@ class GraphGrammar(tf.Module):
         """The body part of the step: continuations of a pending note or bar token on ``s``,
         else the pending token is settled (``settle``) and ``ch`` dispatched on its phase."""
         phase = s[PHASE]
-        in_note = tf.equal(phase, NOTE)
-        in_bartok = tf.equal(phase, BARTOK)
+        in_note = _eq(phase, NOTE)
+        in_bartok = _eq(phase, BARTOK)
         ok_settle, u, u2, pre = self._dispatch_state(s, cfg)
-        fc = tf.equal(u[PHASE], FIELD_COLON)
+        fc = _eq(u[PHASE], FIELD_COLON)
         p2 = u2[PHASE]
 
         ok_r, st_r = self._ready(u2, ch, cfg, pre)
@@ -1212,32 +1266,32 @@ class GraphGrammar(tf.Module):
         def lazy(at, compute):
             return self._lazy(at, compute, u2, like)
 
-        ok_a, st_a = lazy(tf.equal(p2, ACC_), lambda: self._acc_char(u2, ch, cfg, pre))
-        ok_lb, st_lb = lazy(tf.equal(p2, LBRACKET), lambda: self._bracket(u2, ch, cfg, pre))
-        ok_ch, st_ch = lazy(tf.equal(p2, CHORD), lambda: self._chord(u2, ch, cfg, pre))
-        ok_g, st_g = lazy(tf.equal(p2, GRACE), lambda: self._grace(u2, ch, cfg, pre))
+        ok_a, st_a = lazy(_eq(p2, ACC_), lambda: self._acc_char(u2, ch, cfg, pre))
+        ok_lb, st_lb = lazy(_eq(p2, LBRACKET), lambda: self._bracket(u2, ch, cfg, pre))
+        ok_ch, st_ch = lazy(_eq(p2, CHORD), lambda: self._chord(u2, ch, cfg, pre))
+        ok_g, st_g = lazy(_eq(p2, GRACE), lambda: self._grace(u2, ch, cfg, pre))
         ok_q, st_q = self._quote(u2, ch)
         ok_b, st_b = self._bang(u2, ch)
-        colon = tf.equal(ch, ord(":"))
-        st_colon = _upd(u, phase=tf.where(fc, FIELD_VALUE, INLINE_VALUE), node=0, flag=0)
+        colon = _eq(ch, ord(":"))
+        st_colon = _upd(u, phase=_where(fc, FIELD_VALUE, INLINE_VALUE), node=0, flag=0)
         ok_f, st_f = lazy(
             _isin(p2, [FIELD_VALUE, INLINE_VALUE]),
-            lambda: self._field_char(u2, ch, tf.equal(p2, INLINE_VALUE), cfg),
+            lambda: self._field_char(u2, ch, _eq(p2, INLINE_VALUE), cfg),
         )
-        newline = tf.equal(ch, 10)
+        newline = _eq(ch, 10)
         dispatch = [
             (fc & colon, True, st_colon),
-            (tf.equal(p2, READY), ok_r, st_r),
-            (tf.equal(p2, ACC_), ok_a, st_a),
-            (tf.equal(p2, LBRACKET), ok_lb, st_lb),
-            (tf.equal(p2, CHORD), ok_ch, st_ch),
-            (tf.equal(p2, GRACE), ok_g, st_g),
-            (tf.equal(p2, QUOTE), ok_q, st_q),
-            (tf.equal(p2, BANG), ok_b, st_b),
-            (tf.equal(p2, BSLASH), newline, _upd(u2, phase=READY, prev=P_NEWLINE)),
-            (tf.equal(p2, INLINE_COLON), colon, st_colon),
+            (_eq(p2, READY), ok_r, st_r),
+            (_eq(p2, ACC_), ok_a, st_a),
+            (_eq(p2, LBRACKET), ok_lb, st_lb),
+            (_eq(p2, CHORD), ok_ch, st_ch),
+            (_eq(p2, GRACE), ok_g, st_g),
+            (_eq(p2, QUOTE), ok_q, st_q),
+            (_eq(p2, BANG), ok_b, st_b),
+            (_eq(p2, BSLASH), newline, _upd(u2, phase=READY, prev=P_NEWLINE)),
+            (_eq(p2, INLINE_COLON), colon, st_colon),
             (_isin(p2, [FIELD_VALUE, INLINE_VALUE]), ok_f, st_f),
-            (tf.equal(p2, DONE), newline, _upd(u2, phase=DONE_NL)),
+            (_eq(p2, DONE), newline, _upd(u2, phase=DONE_NL)),
         ]
         ok_d, st_d = _choose(dispatch, u2)
 
@@ -1266,7 +1320,7 @@ class GraphGrammar(tf.Module):
 
         def compute():
             ok_settle, u = self._settle(s, cfg)
-            fc = tf.equal(u[PHASE], FIELD_COLON)
+            fc = _eq(u[PHASE], FIELD_COLON)
             letter = _gather(tf.constant(_codes(ref._FIELD_LETTERS)), u[KIND])
             deco_letter = fc & self._c("deco", letter)
             u2 = _choose(
@@ -1290,10 +1344,10 @@ class GraphGrammar(tf.Module):
             if self.bs_ending[c]:
                 live = live | tok[..., _TOK["[" + c]]
         if self.f_rbracket and self.bs_notes:
-            live = live | (tf.equal(u2[CLOSING], 0) & pre["fits_f"])
+            live = live | (_eq(u2[CLOSING], 0) & pre["fits_f"])
         column = np.zeros(self.n_vocab, bool)
         column[self.chars.index("[") + 3] = True
-        return ~live & tf.equal(u2[PHASE], READY) & tf.constant(column)
+        return ~live & _eq(u2[PHASE], READY) & tf.constant(column)
 
     def _precompute(self, u, cfg) -> dict:
         """What the dispatch needs that does not depend on the character, per stream."""
@@ -1368,8 +1422,8 @@ class GraphGrammar(tf.Module):
         ok_t, st_t = self._token(s, tf.maximum(word, 0), cfg)
         return _choose(
             [
-                (tf.equal(s[PHASE], NOTE), ok_n, st_n),
-                (tf.equal(s[PHASE], BARTOK), ok_t & (word >= 0), st_t),
+                (_eq(s[PHASE], NOTE), ok_n, st_n),
+                (_eq(s[PHASE], BARTOK), ok_t & (word >= 0), st_t),
                 (True, True, s),
             ],
             s,
@@ -1380,15 +1434,15 @@ class GraphGrammar(tf.Module):
         ok, t = self._settle(s, cfg)
         phase = t[PHASE]
         ready = (
-            tf.equal(phase, READY)
-            & tf.equal(t[CONTENT], 0)
+            _eq(phase, READY)
+            & _eq(t[CONTENT], 0)
             & (t[AFTER_BAR] > 0)
-            & tf.equal(t[REPEAT], 0)
-            & tf.equal(t[TUP_LEFT], 0)
-            & tf.equal(t[BROKEN_], 0)
-            & tf.equal(t[NEED_NOTE], 0)
+            & _eq(t[REPEAT], 0)
+            & _eq(t[TUP_LEFT], 0)
+            & _eq(t[BROKEN_], 0)
+            & _eq(t[NEED_NOTE], 0)
             & (t[MID_SEEN] > 0)
-            & ~(cfg["cadence"] & tf.equal(t[LAST_TONIC], 0))
+            & ~(cfg["cadence"] & _eq(t[LAST_TONIC], 0))
         )
         ends = (t[CLOSING] > 0) | (~cfg["form"] & (t[BARS] >= self.min_bars))
         return ok & (_isin(phase, [DONE, DONE_NL]) | (ready & ends))
@@ -1409,32 +1463,32 @@ class GraphGrammar(tf.Module):
                 below = self._bar_below[child]
                 bar_ok.append(tf.reduce_any(below & pre["tok"], -1))
         child = _gather(self._bar_children, ch)
-        ok_bar = tf.where(tf.equal(ch, ord("|")), bar_ok[0], bar_ok[1])
-        ok_bar = ok_bar & ~tf.equal(prev, P_BAR) & ~(tf.equal(ch, ord(":")) & tf.equal(s[COL], 1))
+        ok_bar = _where(_eq(ch, ord("|")), bar_ok[0], bar_ok[1])
+        ok_bar = ok_bar & ~_eq(prev, P_BAR) & ~(_eq(ch, ord(":")) & _eq(s[COL], 1))
         ok_bar = ok_bar & (child >= 0)
         st_bar = _upd(s, phase=BARTOK, node=child)
         # '[': something must be able to follow it
         st_lb = _upd(s, phase=LBRACKET, node=0)
         ok_lb = self._bracket_any(s, cfg, pre)
         # space
-        ok_sp = ~(closing & ~(tf.equal(prev, P_BAR) & (s[REPEAT] > 0)))
+        ok_sp = ~(closing & ~(_eq(prev, P_BAR) & (s[REPEAT] > 0)))
         st_sp = _upd(s, prev=P_SPACE)
         # ')'
-        ok_rp = ~(_isin(prev, [P_LPAREN, P_TUPLET]) | (closing & tf.equal(s[SLUR], 0)))
+        ok_rp = ~(_isin(prev, [P_LPAREN, P_TUPLET]) | (closing & _eq(s[SLUR], 0)))
         st_rp = _upd(s, slur=tf.maximum(s[SLUR] - 1, 0), prev=P_RPAREN)
         # line breaks and continuations
-        backslash = tf.equal(ch, ord("\\"))
+        backslash = _eq(ch, ord("\\"))
         bad_nl = (
             (backslash & (not self.f_newline))
-            | tf.equal(prev, P_NEWLINE)
-            | (tf.equal(ch, 10) & tf.equal(s[COL], BLANK))
+            | _eq(prev, P_NEWLINE)
+            | (_eq(ch, 10) & _eq(s[COL], BLANK))
             | (s[TUP_LEFT] > 0)
-            | ((s[NEED_NOTE] > 0) & tf.equal(s[BROKEN_], 0))
+            | ((s[NEED_NOTE] > 0) & _eq(s[BROKEN_], 0))
         )
-        st_nl = _upd(s, phase=tf.where(backslash, BSLASH, s[PHASE]), prev=P_NEWLINE)
+        st_nl = _upd(s, phase=_where(backslash, BSLASH, s[PHASE]), prev=P_NEWLINE)
         # body field lines (K: P: and without a form M: L:) at the start of a line and bar
         field = _gather(self._body_fields, _i(cfg["form"]) * 128 + ch)
-        is_field = (field >= 0) & tf.equal(s[COL], 0) & self._at_bar_start(s, cfg)
+        is_field = (field >= 0) & _eq(s[COL], 0) & self._at_bar_start(s, cfg)
         st_field = _upd(s, phase=FIELD_COLON, kind=field)
         st_deco = _upd(s, prev=P_DECO, after_bar=0)
         st_quote = _upd(s, phase=QUOTE, node=0, after_bar=0)
@@ -1444,12 +1498,12 @@ class GraphGrammar(tf.Module):
         st_lp = _upd(s, slur=s[SLUR] + 1, prev=P_LPAREN, need_note=1, after_bar=0)
         # tuplets (2 (3
         p = ch - ord("0")
-        q = tf.where(tf.equal(p, 2), 3, 2)
+        q = _where(_eq(p, 2), 3, 2)
         ok_tup = (
-            tf.equal(prev, P_LPAREN)
+            _eq(prev, P_LPAREN)
             & _gather(self._tuplet_ok, ch)
-            & tf.equal(s[TUP_LEFT], 0)
-            & tf.equal(s[BROKEN_], 0)
+            & _eq(s[TUP_LEFT], 0)
+            & _eq(s[BROKEN_], 0)
             & self._tuplet_completes(s, s[ELAPSED], p, p, q, cfg)
         )
         st_tup = _upd(s, slur=s[SLUR] - 1, tup_left=p, tup_p=p, prev=P_TUPLET)
@@ -1461,7 +1515,7 @@ class GraphGrammar(tf.Module):
         after_grace = s[CH_N] > 0  # a grace group waits for its note
 
         def is_(c):
-            return tf.equal(ch, ord(c))
+            return _eq(ch, ord(c))
 
         return _choose(
             [
@@ -1507,19 +1561,19 @@ class GraphGrammar(tf.Module):
         double_ok = self.broken_ok[c + c]
         # 4 * (factor - 1) for each symbol
         f4 = tf.constant([0, 2, 3, -2, -3], tf.int32)
-        from_broken = tf.equal(prev, P_BROKEN)
-        ok_double = tf.equal(old, single) & double_ok
+        from_broken = _eq(prev, P_BROKEN)
+        ok_double = _eq(old, single) & double_ok
         ok_single = (
             _isin(prev, [P_NOTE, P_TIE, P_RPAREN, P_SPACE, P_DECO, P_OTHER])
-            & tf.equal(old, 0)
+            & _eq(old, 0)
             & self.broken_ok[c]
         )
-        symbol = tf.where(from_broken, single + 1, single)
-        e4 = 4 * s[ELAPSED] - tf.where(from_broken, last * _gather(f4, old), 0)
+        symbol = _where(from_broken, single + 1, single)
+        e4 = 4 * s[ELAPSED] - _where(from_broken, last * _gather(f4, old), 0)
         e4 = e4 + last * _gather(f4, symbol)
         e = e4 // 4
-        ok = _isin(last, sorted(ref.UNDOTTED)) & tf.where(from_broken, ok_double, ok_single)
-        ok = ok & tf.equal(e4 % 4, 0) & (e >= 0) & (e <= self._cap(s, cfg))
+        ok = _isin(last, sorted(ref.UNDOTTED)) & _where(from_broken, ok_double, ok_single)
+        ok = ok & _eq(e4 % 4, 0) & (e >= 0) & (e <= self._cap(s, cfg))
         st = _upd(s, elapsed=e, broken=symbol, prev=P_BROKEN, need_note=1)
         ok = ok & tf.reduce_any(self._place_all(st, True, cfg), -1)
         return ok, st
@@ -1529,10 +1583,10 @@ class GraphGrammar(tf.Module):
     def _note_start(self, s, ch, head_t, head_f, cfg):
         """``_note_start``: an accidental, note letter or rest (in the tune, a chord or grace)."""
         ctx = s[CTX]
-        acc_code = tf.where(tf.equal(ch, ord("^")), 1, tf.where(tf.equal(ch, ord("_")), 3, 5))
+        acc_code = _where(_eq(ch, ord("^")), 1, _where(_eq(ch, ord("_")), 3, 5))
         st_acc = _upd(s, phase=ACC_, acc=acc_code)
         ok_acc = self._letters_any(st_acc, head_t, head_f, cfg)
-        ok_rest = tf.equal(ctx, IN_TUNE) & head_f
+        ok_rest = _eq(ctx, IN_TUNE) & head_f
         st_rest = _upd(s, acc=0, phase=NOTE, node=0, flag=REST, octaves=0)
         ok_l, st_l = self._letter(_upd(s, acc=0), ch, head_t, head_f, cfg)
         return _choose(
@@ -1546,9 +1600,7 @@ class GraphGrammar(tf.Module):
 
     def _acc_char(self, s, ch, cfg, pre):
         acc = s[ACC]
-        double = (tf.equal(ch, ord("^")) & tf.equal(acc, 1)) | (
-            tf.equal(ch, ord("_")) & tf.equal(acc, 3)
-        )
+        double = (_eq(ch, ord("^")) & _eq(acc, 1)) | (_eq(ch, ord("_")) & _eq(acc, 3))
         st_d = _upd(s, acc=acc + 1)
         ok_d = self._letters_any(st_d, pre["head_t"], pre["head_f"], cfg)
         ok_l, st_l = self._letter(s, ch, pre["head_t"], pre["head_f"], cfg)
@@ -1558,49 +1610,49 @@ class GraphGrammar(tf.Module):
         """(the accidental is none, it makes the tonic letter the key's tonic)."""
         acc = s[ACC]
         shift = _gather(tf.constant([_ACC_SHIFT[i] for i in range(6)], tf.int32), acc)
-        return tf.equal(acc, 0), tf.equal(shift, s[TONIC] % 3 - 1)
+        return _eq(acc, 0), _eq(shift, s[TONIC] % 3 - 1)
 
     def _letters_any(self, s, head_t, head_f, cfg):
         """``any(self._letter(s, c) for c in self.letters)`` with s[ACC] set."""
         tonic = s[TONIC]
-        t_letter = tf.where(tonic >= 0, tonic // 3, 7)
+        t_letter = _where(tonic >= 0, tonic // 3, 7)
         none, match = self._tonic_match(s)
-        tflag = tf.where(none, tf.equal(s[SPOILED], 0), match) & tf.equal(s[CTX], IN_TUNE)
+        tflag = _where(none, _eq(s[SPOILED], 0), match) & _eq(s[CTX], IN_TUNE)
         fail = ~none & ~match & self._final_bar(s, cfg)
         tonic_ok = (tonic >= 0) & _gather(self._has_tonic_letter, t_letter)
-        tonic_ok = tonic_ok & ~fail & tf.where(tflag, head_t, head_f)
+        tonic_ok = tonic_ok & ~fail & _where(tflag, head_t, head_f)
         return (_gather(self._has_other_letter, t_letter) & head_f) | tonic_ok
 
     def _letter(self, s, ch, head_t, head_f, cfg):
         """``_letter``: tonic bookkeeping for a note letter, then the head (``_head``)."""
         tonic = s[TONIC]
-        is_t_letter = (tonic >= 0) & tf.equal(_gather(self._letter_index, ch), tonic // 3)
+        is_t_letter = (tonic >= 0) & _eq(_gather(self._letter_index, ch), tonic // 3)
         none, match = self._tonic_match(s)
-        is_tonic = tf.where(none, tf.equal(s[SPOILED], 0), match)
+        is_tonic = _where(none, _eq(s[SPOILED], 0), match)
         spoil = is_t_letter & ~none & ~match
         fail = spoil & self._final_bar(s, cfg)
-        tflag = is_t_letter & is_tonic & tf.equal(s[CTX], IN_TUNE)
+        tflag = is_t_letter & is_tonic & _eq(s[CTX], IN_TUNE)
         flags = _i(self._c("lower", ch)) * LOWER + _i(tflag) * IS_TONIC
         st = _upd(
             s,
-            spoiled=tf.where(spoil, 1, s[SPOILED]),
+            spoiled=_where(spoil, 1, s[SPOILED]),
             phase=NOTE,
             node=0,
             flag=flags,
             octaves=0,
         )
-        return ~fail & tf.where(tflag, head_t, head_f), st
+        return ~fail & _where(tflag, head_t, head_f), st
 
     def _note_cont(self, s, ch, cfg):
         """``_note_char`` for octave marks and the length suffix (NOTE phase)."""
         flags = s[FLAG]
-        octave = tf.equal(ch, ord(",")) | tf.equal(ch, ord("'"))
+        octave = _eq(ch, ord(",")) | _eq(ch, ord("'"))
         lower = tf.bitwise.bitwise_and(flags, LOWER) > 0
         ok_oct = (
-            tf.equal(s[NODE], 0)
-            & tf.equal(tf.bitwise.bitwise_and(flags, REST), 0)
+            _eq(s[NODE], 0)
+            & _eq(tf.bitwise.bitwise_and(flags, REST), 0)
             & (s[OCTAVES] < ref.MAX_OCTAVES)
-            & tf.not_equal(tf.equal(ch, ord(",")), lower)
+            & tf.not_equal(_eq(ch, ord(",")), lower)
         )
         st_oct = _upd(s, octaves=s[OCTAVES] + 1)
         child = _gather(self._suf_children, s[NODE] * 128 + ch)
@@ -1613,7 +1665,7 @@ class GraphGrammar(tf.Module):
         """``_end_note``: add the finished note to the bar, chord or grace group."""
         word = _gather(self._suf_word, s[NODE])
         w = tf.maximum(word, 0)
-        onehot = tf.equal(tf.range(len(self.suffix_words)), w[..., None])
+        onehot = _eq(tf.range(len(self.suffix_words)), w[..., None])
         ok = (word >= 0) & tf.reduce_any(onehot & sok, -1)
         ctx = s[CTX]
         base = _upd(s, node=0, octaves=0, acc=0)
@@ -1626,7 +1678,7 @@ class GraphGrammar(tf.Module):
         ticks = _gather(tf.reshape(self._suf_ticks, [-1]), uidx * len(self.suffix_words) + w)
         st_chord = _upd(
             base,
-            ch_first=tf.where(tf.equal(s[CH_N], 0), ticks, s[CH_FIRST]),
+            ch_first=_where(_eq(s[CH_N], 0), ticks, s[CH_FIRST]),
             ch_n=s[CH_N] + 1,
             phase=CHORD,
         )
@@ -1634,9 +1686,9 @@ class GraphGrammar(tf.Module):
         ok_t, st_t = self._add(_upd(base, flag=0), ticks, tonic, cfg)
         ok2, st = _choose(
             [
-                (tf.equal(ctx, IN_GRACE), True, st_grace),
-                (tf.equal(ctx, CHORD_LENGTH), ok_cl, st_cl),
-                (tf.equal(ctx, IN_CHORD), True, st_chord),
+                (_eq(ctx, IN_GRACE), True, st_grace),
+                (_eq(ctx, CHORD_LENGTH), ok_cl, st_cl),
+                (_eq(ctx, IN_CHORD), True, st_chord),
                 (True, ok_t, st_t),
             ],
             s,
@@ -1650,7 +1702,7 @@ class GraphGrammar(tf.Module):
         st = _upd(
             s,
             elapsed=end,
-            last=tf.where(s[BROKEN_] > 0, 0, x),  # no broken rhythm chained onto a pair
+            last=_where(s[BROKEN_] > 0, 0, x),  # no broken rhythm chained onto a pair
             tup_left=tf.maximum(s[TUP_LEFT] - 1, 0),
             broken=0,
             content=1,
@@ -1658,7 +1710,7 @@ class GraphGrammar(tf.Module):
             ch_n=0,
             last_tonic=_i(tf.convert_to_tensor(tonic)),
             pending_mid=0,
-            mid_seen=tf.where(pending, 1, s[MID_SEEN]),
+            mid_seen=_where(pending, 1, s[MID_SEEN]),
             phase=READY,
             prev=P_NOTE,
             after_bar=0,
@@ -1681,15 +1733,15 @@ class GraphGrammar(tf.Module):
                 field = _gather(self._inline_fields, _i(cfg["form"]) * 128 + ord(c))
                 ok = ok | ((field >= 0) & self._at_bar_start(s, cfg))
             if self.bs_notes:
-                ok = ok | (tf.equal(s[CLOSING], 0) & pre["fits_f"])
+                ok = ok | (_eq(s[CLOSING], 0) & pre["fits_f"])
         return ok
 
     def _bracket(self, s, ch, cfg, pre):
         """``_bracket``: after '[' a chord, an ending [1 [2, the invisible bar [|] or a field."""
-        tok = tf.where(
-            tf.equal(ch, ord("1")),
+        tok = _where(
+            _eq(ch, ord("1")),
             _TOK["[1"],
-            tf.where(tf.equal(ch, ord("2")), _TOK["[2"], _TOK["[|]"]),
+            _where(_eq(ch, ord("2")), _TOK["[2"], _TOK["[|]"]),
         )
         ok_tok, st_tok = self._token(s, tok, cfg)
         field = _gather(self._inline_fields, _i(cfg["form"]) * 128 + ch)
@@ -1698,10 +1750,10 @@ class GraphGrammar(tf.Module):
         chord = _upd(s, phase=CHORD, ctx=IN_CHORD, ch_n=0, ch_first=0)
         fits = pre["fits_f"]
         ok_n, st_n = self._note_start(chord, ch, fits, fits, cfg)
-        ok_n = ok_n & tf.equal(s[CLOSING], 0) & self.f_rbracket & fits
+        ok_n = ok_n & _eq(s[CLOSING], 0) & self.f_rbracket & fits
 
         def is_(c):
-            return tf.equal(ch, ord(c))
+            return _eq(ch, ord(c))
 
         return _choose(
             [
@@ -1719,7 +1771,7 @@ class GraphGrammar(tf.Module):
         ok_n, st_n = self._note_start(s, ch, pre["head_t"], pre["head_f"], cfg)
         return _choose(
             [
-                (tf.equal(ch, ord("]")), s[CH_N] >= 2, st_end),
+                (_eq(ch, ord("]")), s[CH_N] >= 2, st_end),
                 (s[CH_N] >= ref.MAX_CHORD, False, s),
                 (True, ok_n, st_n),
             ],
@@ -1731,7 +1783,7 @@ class GraphGrammar(tf.Module):
         ok_n, st_n = self._note_start(s, ch, pre["head_t"], pre["head_f"], cfg)
         return _choose(
             [
-                (tf.equal(ch, ord("}")), s[CH_N] > 0, st_end),
+                (_eq(ch, ord("}")), s[CH_N] > 0, st_end),
                 (self._c("grace_deco", ch), True, s),
                 (s[CH_N] >= ref.MAX_GRACE, False, s),
                 (True, ok_n, st_n),
@@ -1743,7 +1795,7 @@ class GraphGrammar(tf.Module):
         st_end = _upd(s, phase=READY, node=0, prev=P_OTHER, after_bar=0)
         ok = self._c("quote", ch) & (s[NODE] < ref.MAX_QUOTE)
         return _choose(
-            [(tf.equal(ch, ord('"')), s[NODE] > 0, st_end), (True, ok, _upd(s, node=s[NODE] + 1))],
+            [(_eq(ch, ord('"')), s[NODE] > 0, st_end), (True, ok, _upd(s, node=s[NODE] + 1))],
             s,
         )
 
@@ -1759,13 +1811,8 @@ class GraphGrammar(tf.Module):
         """``_field_char``: the value of a body field line or inline field."""
         field = s[KIND]
         flag = s[FLAG]
-        space = (
-            tf.equal(ch, 32)
-            & tf.equal(s[NODE], 0)
-            & tf.equal(tf.bitwise.bitwise_and(flag, 2), 0)
-            & ~inline
-        )
-        term = tf.where(inline, tf.equal(ch, ord("]")), tf.equal(ch, 10))
+        space = _eq(ch, 32) & _eq(s[NODE], 0) & _eq(tf.bitwise.bitwise_and(flag, 2), 0) & ~inline
+        term = _where(inline, _eq(ch, ord("]")), _eq(ch, 10))
         f1 = tf.bitwise.bitwise_and(flag, 1)
         done = self._value_done(field, s[NODE], f1, cfg)
         ok_a, st_a = self._apply_field(s, field, inline, cfg)
@@ -1785,23 +1832,23 @@ class GraphGrammar(tf.Module):
     def _apply_field(self, s, field, inline, cfg):
         word = self._choice_word(field, s[NODE])
         value = _gather(self._val_value, tf.maximum(word, 0))
-        is_m, is_l, is_k = (tf.equal(field, f) for f in (F_M, F_L, F_K))
-        unit = tf.where(is_l, value, s[UNIT])
-        ok = ~is_l | tf.equal(s[BAR] % self._grid_of(unit), 0)
+        is_m, is_l, is_k = (_eq(field, f) for f in (F_M, F_L, F_K))
+        unit = _where(is_l, value, s[UNIT])
+        ok = ~is_l | _eq(s[BAR] % self._grid_of(unit), 0)
         st = _upd(
             s,
-            bar=tf.where(is_m, value, s[BAR]),
-            first=tf.where(is_m, 1, s[FIRST]),
-            pending_mid=tf.where(is_m, 0, s[PENDING_MID]),
-            short=tf.where(is_m, 0, s[SHORT]),
+            bar=_where(is_m, value, s[BAR]),
+            first=_where(is_m, 1, s[FIRST]),
+            pending_mid=_where(is_m, 0, s[PENDING_MID]),
+            short=_where(is_m, 0, s[SHORT]),
             unit=unit,
-            tonic=tf.where(is_k, value, s[TONIC]),
-            spoiled=tf.where(is_k, 0, s[SPOILED]),
+            tonic=_where(is_k, value, s[TONIC]),
+            spoiled=_where(is_k, 0, s[SPOILED]),
             phase=READY,
             node=0,
             flag=0,
             kind=0,
-            prev=tf.where(inline, P_OTHER, P_NEWLINE),
+            prev=_where(inline, P_OTHER, P_NEWLINE),
             after_bar=0,
         )
         return ok, st
@@ -1809,76 +1856,68 @@ class GraphGrammar(tf.Module):
     # --- durations (``_place``, ``_fits``, ``_tuplet_completes``) --------------------------------
 
     def _unit_index(self, unit):
-        index = tf.zeros_like(unit)
-        for i, u in enumerate(self.units):
-            index = tf.where(tf.equal(unit, u), i, index)
-        return index
+        """The index of ``unit`` in :attr:`units` (0 where it is none of them)."""
+        hits = _eq(_newaxis(unit), _k(self.units))  # the units are distinct
+        return tf.reduce_sum(_where(hits, _k(np.arange(len(self.units))), _k(0)), -1)
 
     def _grid_of(self, unit):
         return _gather(self._grid, self._unit_index(unit))
 
     def _last_bar(self, s, cfg):
-        body = (
-            cfg["form"]
-            & tf.equal(s[CLOSING], 0)
-            & tf.equal(s[PART_PHASE], PART_BODY)
-            & tf.equal(s[PFIRST], 0)
-        )
+        body = cfg["form"] & _eq(s[CLOSING], 0) & _eq(s[PART_PHASE], PART_BODY) & _eq(s[PFIRST], 0)
         ending = s[ENDING]
-        in_ending = tf.equal(s[END_BARS], s[END_LEN] - 1)
-        in_part = tf.equal(ending, 0) & tf.equal(s[BAR_IN_PART], cfg["bpp"] - 1)
-        return body & tf.where(_isin(ending, [1, 2]), in_ending, in_part)
+        in_ending = _eq(s[END_BARS], s[END_LEN] - 1)
+        in_part = _eq(ending, 0) & _eq(s[BAR_IN_PART], cfg["bpp"] - 1)
+        return body & _where(_isin(ending, [1, 2]), in_ending, in_part)
 
     def _cap(self, s, cfg):
         later_pickup = (
             cfg["form"]
-            & tf.equal(s[CLOSING], 0)
-            & tf.equal(s[PART_PHASE], PART_BODY)
+            & _eq(s[CLOSING], 0)
+            & _eq(s[PART_PHASE], PART_BODY)
             & (s[PFIRST] > 0)
             & (s[PICKUP] > 0)
         )
-        cap = tf.where(later_pickup, s[PICKUP], s[BAR])
-        return tf.where(self._last_bar(s, cfg), s[BAR] - tf.maximum(s[PICKUP], 0), cap)
+        cap = _where(later_pickup, s[PICKUP], s[BAR])
+        return _where(self._last_bar(s, cfg), s[BAR] - tf.maximum(s[PICKUP], 0), cap)
 
     def _final_bar(self, s, cfg):
         closing = (s[MID_SEEN] > 0) | (s[PENDING_MID] > 0)
-        last = (
-            tf.equal(s[PART], cfg["nparts"] - 1) & _isin(s[ENDING], [0, 2]) & self._last_bar(s, cfg)
-        )
-        return cfg["cadence"] & tf.where(s[CLOSING] > 0, closing, last)
+        last = _eq(s[PART], cfg["nparts"] - 1) & _isin(s[ENDING], [0, 2]) & self._last_bar(s, cfg)
+        return cfg["cadence"] & _where(s[CLOSING] > 0, closing, last)
 
     def _no_music(self, s, cfg):
         return (
             cfg["form"]
-            & tf.equal(s[CLOSING], 0)
-            & (tf.not_equal(s[PART_PHASE], PART_BODY) | tf.equal(s[ENDING], 3))
+            & _eq(s[CLOSING], 0)
+            & (tf.not_equal(s[PART_PHASE], PART_BODY) | _eq(s[ENDING], 3))
         )
 
     def _loose_bar(self, s, cfg):
-        return ~cfg["form"] & (s[FIRST] > 0) & tf.equal(s[CLOSING], 0)
+        return ~cfg["form"] & (s[FIRST] > 0) & _eq(s[CLOSING], 0)
 
     def _place(self, s, ticks, tonic, cfg):
         """``_place``: (ok, elapsed, duration) after a note of ``ticks``."""
-        ok = ~self._no_music(s, cfg) & tf.equal(s[SHORT], 0)
+        ok = ~self._no_music(s, cfg) & _eq(s[SHORT], 0)
         e = s[ELAPSED]
         cap = self._cap(s, cfg)
         grid = self._grid_of(s[UNIT])
         tup = s[TUP_LEFT] > 0
         p = tf.maximum(s[TUP_P], 1)
-        q = tf.where(tf.equal(p, 2), 3, 2)
+        q = _where(_eq(p, 2), 3, 2)
         x = ticks
-        ok = ok & (~tup | tf.equal(x * q % p, 0))
-        x = tf.where(tup, x * q // p, x)
-        ok = ok & (tf.equal(s[BROKEN_], 0) | tf.equal(x, s[LAST]))  # a pair is written alike
+        ok = ok & (~tup | _eq(x * q % p, 0))
+        x = _where(tup, x * q // p, x)
+        ok = ok & (_eq(s[BROKEN_], 0) | _eq(x, s[LAST]))  # a pair is written alike
         num = _gather(tf.constant([1, 1, 1, 3, 7], tf.int32), s[BROKEN_])
         den = _gather(tf.constant([1, 2, 4, 2, 4], tf.int32), s[BROKEN_])
-        ok = ok & tf.equal(x * num % den, 0)
+        ok = ok & _eq(x * num % den, 0)
         x = x * num // den
         end = e + x
         more = self._tuplet_completes(s, end, p, s[TUP_LEFT] - 1, q, cfg)
-        fits = (end <= cap) & (tf.equal(end % grid, 0) | self._loose_bar(s, cfg))
+        fits = (end <= cap) & (_eq(end % grid, 0) | self._loose_bar(s, cfg))
         cadence = ~tf.convert_to_tensor(tonic) & (end > cap - s[UNIT]) & self._final_bar(s, cfg)
-        ok = ok & tf.where(s[TUP_LEFT] > 1, more, fits & ~cadence)
+        ok = ok & _where(s[TUP_LEFT] > 1, more, fits & ~cadence)
         return ok, end, x
 
     def _tuplet_completes(self, s, e, p, left, q, cfg):
@@ -1894,18 +1933,15 @@ class GraphGrammar(tf.Module):
         least = _gather(tf.reshape(self._tup_least, [-1]), index)
         grid = self._grid_of(s[UNIT])[..., None]
         room = (self._cap(s, cfg) - e)[..., None]
-        on_grid = tf.equal((e[..., None] + res) % grid, 0) | self._loose_bar(s, cfg)[..., None]
+        on_grid = _eq((e[..., None] + res) % grid, 0) | self._loose_bar(s, cfg)[..., None]
         hit = (res >= 0) & (least <= room) & on_grid
         return ~self._no_music(s, cfg) & tf.reduce_any(hit, -1)
 
     @staticmethod
     def _expand(s: dict, cfg: dict) -> tuple[dict, dict]:
         """State and configuration with a trailing axis (for per-word evaluations)."""
-        s_w = {k: v[..., None] for k, v in s.items()}
-        c_w = {
-            k: (v[..., None, :] if k in ("parts", "title") else v[..., None])
-            for k, v in cfg.items()
-        }
+        s_w = {k: _newaxis(v) for k, v in s.items()}
+        c_w = {k: _newaxis(v, -2 if k in ("parts", "title") else -1) for k, v in cfg.items()}
         return s_w, c_w
 
     def _place_all(self, s, tonic, cfg):
@@ -1925,17 +1961,15 @@ class GraphGrammar(tf.Module):
             pa_f = self._place_all(s, False, cfg)
         s_w, c_w = self._expand(s, cfg)
         chord_ticks = s_w[CH_FIRST] * self._suf_num
-        whole = tf.equal(chord_ticks % self._suf_den, 0)
+        whole = _eq(chord_ticks % self._suf_den, 0)
         ok_cl, _, _ = self._place(s_w, chord_ticks // self._suf_den, False, c_w)
-        tonic = tf.convert_to_tensor(tonic) & tf.equal(ctx, IN_TUNE)
-        general = tf.where(tonic[..., None], pa_t, pa_f)
-        always = tf.equal(ctx, IN_GRACE) | (tf.equal(ctx, IN_CHORD) & (s[CH_N] > 0))
-        return tf.where(
+        tonic = tf.convert_to_tensor(tonic) & _eq(ctx, IN_TUNE)
+        general = _where(tonic[..., None], pa_t, pa_f)
+        always = _eq(ctx, IN_GRACE) | (_eq(ctx, IN_CHORD) & (s[CH_N] > 0))
+        return _where(
             always[..., None],
             True,
-            tf.where(
-                tf.equal(ctx, CHORD_LENGTH)[..., None], whole & ok_cl & self._suf_empty, general
-            ),
+            _where(_eq(ctx, CHORD_LENGTH)[..., None], whole & ok_cl & self._suf_empty, general),
         )
 
     # --- bar lines (``_token`` and its three cases) -----------------------------------------------
@@ -1959,12 +1993,12 @@ class GraphGrammar(tf.Module):
         ok, st = _choose(
             [(s[CLOSING] > 0, ok_c, st_c), (cfg["form"], ok_f, st_f), (True, ok_r, st_r)], s
         )
-        inv = tf.equal(tok, _TOK["[|]"])
+        inv = _eq(tok, _TOK["[|]"])
         st = _upd(
             st,
-            phase=tf.where(tf.equal(st[PHASE], DONE), DONE, READY),
+            phase=_where(_eq(st[PHASE], DONE), DONE, READY),
             node=0,
-            prev=tf.where(inv, P_INVISIBLE, P_BAR),
+            prev=_where(inv, P_INVISIBLE, P_BAR),
             after_bar=1,
         )
         return ok & ~blocked, st
@@ -1974,13 +2008,13 @@ class GraphGrammar(tf.Module):
         has = s[CONTENT] > 0
         return _upd(
             s,
-            bars=tf.where(has, tf.minimum(s[BARS] + 1, self.min_bars), s[BARS]),
-            pending_mid=tf.where(
+            bars=_where(has, tf.minimum(s[BARS] + 1, self.min_bars), s[BARS]),
+            pending_mid=_where(
                 has,
-                tf.where(boundary | (s[FIRST] > 0), 0, 1),
-                tf.where(boundary, 0, s[PENDING_MID]),
+                _where(boundary | (s[FIRST] > 0), 0, 1),
+                _where(boundary, 0, s[PENDING_MID]),
             ),
-            first=tf.where(has | boundary, _i(boundary), s[FIRST]),
+            first=_where(has | boundary, _i(boundary), s[FIRST]),
             elapsed=0,
             content=0,
             last=0,
@@ -1991,18 +2025,18 @@ class GraphGrammar(tf.Module):
         plain = _isin(tok, [_TOK["|"], _TOK["[|]"]])
         closes = _isin(tok, [i for t, i in _TOK.items() if t.startswith(":")])
         opens = _isin(tok, [i for t, i in _TOK.items() if t.endswith(":")])
-        short = (s[CONTENT] > 0) & ~(tf.equal(s[ELAPSED], s[BAR]) | (s[FIRST] > 0))
+        short = (s[CONTENT] > 0) & ~(_eq(s[ELAPSED], s[BAR]) | (s[FIRST] > 0))
         st_short = _upd(self._close_bar(s, False), short=1, pending_mid=0)
         st_plain = self._close_bar(s, False)
         st_b = self._close_bar(_upd(s, short=0), True)
         st_b = _upd(
             st_b,
-            repeat=tf.where(opens, 1, tf.where(closes, 0, st_b[REPEAT])),
+            repeat=_where(opens, 1, _where(closes, 0, st_b[REPEAT])),
         )
         ok_b = ~(opens & (s[REPEAT] > 0) & ~closes)
         return _choose(
             [
-                (plain & short, tf.equal(s[CLOSING], 0), st_short),
+                (plain & short, _eq(s[CLOSING], 0), st_short),
                 (plain, True, st_plain),
                 (True, ok_b, st_b),
             ],
@@ -2011,16 +2045,16 @@ class GraphGrammar(tf.Module):
 
     def _token_closing(self, s, tok, cfg):
         """After close(): ':|' or '|]' as soon as the tune may end; '|' only to get there."""
-        final = tf.where(s[REPEAT] > 0, _TOK[":|"], _TOK["|]"])
-        ok_final = (s[MID_SEEN] > 0) & ~(cfg["cadence"] & tf.equal(s[LAST_TONIC], 0))
+        final = _where(s[REPEAT] > 0, _TOK[":|"], _TOK["|]"])
+        ok_final = (s[MID_SEEN] > 0) & ~(cfg["cadence"] & _eq(s[LAST_TONIC], 0))
         st_final = _upd(self._close_bar(s, True), repeat=0, short=0, phase=DONE)
-        full = (s[CONTENT] > 0) & (tf.equal(s[ELAPSED], s[BAR]) | (s[FIRST] > 0))
+        full = (s[CONTENT] > 0) & (_eq(s[ELAPSED], s[BAR]) | (s[FIRST] > 0))
         return _choose(
             [
-                (tf.equal(tok, final), ok_final, st_final),
-                (tf.equal(tok, _TOK["|"]) & full, True, self._close_bar(s, False)),
+                (_eq(tok, final), ok_final, st_final),
+                (_eq(tok, _TOK["|"]) & full, True, self._close_bar(s, False)),
                 (
-                    tf.equal(tok, _TOK["||"]) & (s[SHORT] > 0),
+                    _eq(tok, _TOK["||"]) & (s[SHORT] > 0),
                     True,
                     self._close_bar(_upd(s, short=0), True),
                 ),
@@ -2030,13 +2064,13 @@ class GraphGrammar(tf.Module):
 
     def _part_code(self, part, cfg):
         """The form's entry for ``part``: 0 none, 1 written once, 2 repeated."""
-        hit = tf.equal(tf.range(MAX_PARTS), part[..., None])
-        return tf.reduce_sum(tf.where(hit, cfg["parts"], 0), -1)
+        hit = _eq(tf.range(MAX_PARTS), part[..., None])
+        return tf.reduce_sum(_where(hit, cfg["parts"], 0), -1)
 
     def _next_part(self, s, cfg):
         part = s[PART] + 1
         done = part >= cfg["nparts"]
-        rep = tf.equal(self._part_code(part, cfg), 2)
+        rep = _eq(self._part_code(part, cfg), 2)
         return _upd(
             s,
             part=part,
@@ -2045,8 +2079,8 @@ class GraphGrammar(tf.Module):
             ending=0,
             end_len=0,
             end_bars=0,
-            part_phase=tf.where(done, PART_DONE, tf.where(rep, PART_START, PART_BODY)),
-            phase=tf.where(done, DONE, s[PHASE]),
+            part_phase=_where(done, PART_DONE, _where(rep, PART_START, PART_BODY)),
+            phase=_where(done, DONE, s[PHASE]),
         )
 
     def _ending_length_ok(self, m, cfg):
@@ -2056,12 +2090,12 @@ class GraphGrammar(tf.Module):
     def _token_form(self, s, tok, cfg):
         """``_token_form``: the bar tokens of a form (parts, repeats, endings, pickups)."""
         n = cfg["bpp"]
-        repeated = tf.equal(self._part_code(s[PART], cfg), 2)
+        repeated = _eq(self._part_code(s[PART], cfg), 2)
         e, bar, has = s[ELAPSED], s[BAR], s[CONTENT] > 0
         ending = s[ENDING]
 
         def is_(t):
-            return tf.equal(tok, _TOK[t])
+            return _eq(tok, _TOK[t])
 
         # PART_START: '|:' opens the part
         st_start = self._close_bar(_upd(s, part_phase=PART_BODY, repeat=1), True)
@@ -2071,36 +2105,36 @@ class GraphGrammar(tf.Module):
         m = n - s[BAR_IN_PART]
         ok_l1 = (
             repeated
-            & tf.equal(ending, 0)
+            & _eq(ending, 0)
             & (s[AFTER_BAR] > 0)
-            & tf.equal(s[PFIRST], 0)
+            & _eq(s[PFIRST], 0)
             & self._ending_length_ok(m, cfg)
         )
         st_l1 = self._close_bar(_upd(s, ending=1, end_len=m, end_bars=0), True)
         last = self._last_bar(s, cfg)
         # '|'
         pfirst = s[PFIRST] > 0
-        full = tf.equal(e, bar)
-        pick = ((s[PICKUP] < 0) & (e < bar)) | ((s[PICKUP] > 0) & tf.equal(e, s[PICKUP]))
-        ok_bar = ~last & tf.where(pfirst, (full & (s[PICKUP] <= 0)) | pick, full)
+        full = _eq(e, bar)
+        pick = ((s[PICKUP] < 0) & (e < bar)) | ((s[PICKUP] > 0) & _eq(e, s[PICKUP]))
+        ok_bar = ~last & _where(pfirst, (full & (s[PICKUP] <= 0)) | pick, full)
         st_bar = _upd(
             s,
-            bar_in_part=tf.where(
-                (pfirst & full) | (~pfirst & tf.equal(ending, 0)),
+            bar_in_part=_where(
+                (pfirst & full) | (~pfirst & _eq(ending, 0)),
                 s[BAR_IN_PART] + 1,
                 s[BAR_IN_PART],
             ),
-            pickup=tf.where(pfirst, tf.where(full, 0, e), s[PICKUP]),
+            pickup=_where(pfirst, _where(full, 0, e), s[PICKUP]),
             pfirst=0,
-            end_bars=tf.where(~pfirst & (ending > 0), s[END_BARS] + 1, s[END_BARS]),
+            end_bars=_where(~pfirst & (ending > 0), s[END_BARS] + 1, s[END_BARS]),
         )
         st_bar = self._close_bar(st_bar, False)
         # '|1'
         c = s[BAR_IN_PART] + 1
-        ok_e1 = repeated & tf.equal(ending, 0) & full & ~last & self._ending_length_ok(n - c, cfg)
+        ok_e1 = repeated & _eq(ending, 0) & full & ~last & self._ending_length_ok(n - c, cfg)
         st_e1 = _upd(
             s,
-            pickup=tf.where(pfirst, 0, s[PICKUP]),
+            pickup=_where(pfirst, 0, s[PICKUP]),
             pfirst=0,
             bar_in_part=c,
             ending=1,
@@ -2111,8 +2145,8 @@ class GraphGrammar(tf.Module):
         # ':|' ':|2' ':|:' '::' closing a repeat
         close_end1 = _upd(
             s,
-            ending=tf.where(is_(":|2"), 2, 3),
-            end_bars=tf.where(is_(":|2"), 0, s[END_BARS]),
+            ending=_where(is_(":|2"), 2, 3),
+            end_bars=_where(is_(":|2"), 0, s[END_BARS]),
             repeat=0,
         )
         ok_end1 = (is_(":|") & self.f_rep_l2) | is_(":|2")
@@ -2120,23 +2154,23 @@ class GraphGrammar(tf.Module):
         st_rep = self._next_part(self._close_bar(_upd(s, repeat=0), True), cfg)
         reopen = ~is_(":|")
         ok_rep = ~(ending > 0) & repeated & ~is_(":|2")
-        ok_rep = ok_rep & (~reopen | tf.equal(st_rep[PART_PHASE], PART_START))
+        ok_rep = ok_rep & (~reopen | _eq(st_rep[PART_PHASE], PART_START))
         st_rep = _upd(
             st_rep,
-            part_phase=tf.where(reopen, PART_BODY, st_rep[PART_PHASE]),
-            repeat=tf.where(reopen, 1, st_rep[REPEAT]),
+            part_phase=_where(reopen, PART_BODY, st_rep[PART_PHASE]),
+            repeat=_where(reopen, 1, st_rep[REPEAT]),
         )
-        ok_r, st_r = _choose([(tf.equal(ending, 1), ok_end1, st_end1), (True, ok_rep, st_rep)], s)
+        ok_r, st_r = _choose([(_eq(ending, 1), ok_end1, st_end1), (True, ok_rep, st_rep)], s)
         # '||' '|]' ending a part
-        ok_dbl = (tf.equal(ending, 0) & ~repeated) | tf.equal(ending, 2)
+        ok_dbl = (_eq(ending, 0) & ~repeated) | _eq(ending, 2)
         ok_dbl = ok_dbl & ~(is_("|]") & tf.not_equal(s[PART], cfg["nparts"] - 1))
         st_dbl = self._next_part(self._close_bar(s, True), cfg)
         phase = s[PART_PHASE]
         return _choose(
             [
-                (tf.equal(phase, PART_START), is_("|:") & ~has, st_start),
+                (_eq(phase, PART_START), is_("|:") & ~has, st_start),
                 (tf.not_equal(phase, PART_BODY), False, s),
-                (tf.equal(ending, 3), is_("[2"), st_e3),
+                (_eq(ending, 3), is_("[2"), st_e3),
                 (is_("[1"), ok_l1, st_l1),
                 (~has, False, s),
                 (is_("|"), ok_bar, st_bar),
