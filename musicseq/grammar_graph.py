@@ -60,7 +60,6 @@ at most :data:`MAX_FORCED_TITLE` characters.
 
 from __future__ import annotations
 
-import weakref
 from fractions import Fraction
 
 import numpy as np
@@ -233,14 +232,15 @@ def _i(x):
 # constrained call spends most of its time creating and optimising them), so the helpers
 # below build as few as they can: one constant per value and graph, a membership test over
 # several values as one lookup, a field as one slice of one unstack.
-_CONSTANTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def _k(value, dtype=tf.int32) -> tf.Tensor:
     """``tf.constant(value, dtype)``, created once per graph (a ``tf.function`` or ``tf.cond``
-    branch being traced) and reused; ``value`` a number or a NumPy array."""
+    branch being traced) and reused; ``value`` a number or a NumPy array. The constants are
+    kept on the graph itself, so they go with it."""
     graph = tf.compat.v1.get_default_graph()
-    table = _CONSTANTS.setdefault(graph, {})
+    table = getattr(graph, "_grammar_constants", None)
+    if table is None:
+        table = {}
+        graph._grammar_constants = table
     array = np.asarray(value)
     key = (dtype, array.shape, array.tobytes())
     if key not in table:
