@@ -283,7 +283,7 @@ def _isin(x, values) -> tf.Tensor:
     if len(values) < 4 or not all(-1 <= v < _ISIN_SPAN for v in values):
         out = tf.zeros_like(x, tf.bool)
         for v in values:
-            out = out | _eq(x, _k(v))
+            out = out | _eq(x, v)
         return out
     table = np.zeros(_ISIN_SPAN + 3, bool)  # slot v + 2; slots 0 and the last: out of range
     table[np.array(values) + 2] = True
@@ -1858,7 +1858,7 @@ class GraphGrammar(tf.Module):
     def _unit_index(self, unit):
         """The index of ``unit`` in :attr:`units` (0 where it is none of them)."""
         hits = _eq(_newaxis(unit), _k(self.units))  # the units are distinct
-        return tf.reduce_sum(_where(hits, _k(np.arange(len(self.units))), _k(0)), -1)
+        return tf.reduce_sum(_where(hits, _k(np.arange(len(self.units))), 0), -1)
 
     def _grid_of(self, unit):
         return _gather(self._grid, self._unit_index(unit))
