@@ -20,10 +20,10 @@ import warnings
 from pathlib import Path
 
 from musicseq import __version__
-from musicseq.config import ModelConfig, RenderConfig, SampleConfig, TrainConfig
+from musicseq.config import DEFAULT_CORPUS, ModelConfig, RenderConfig, SampleConfig, TrainConfig
 from musicseq.errors import MusicseqWarning, UserError
 
-DEFAULT_DATA = Path("data/abc")
+DEFAULT_DATA = Path(DEFAULT_CORPUS)
 
 # Each subcommand's help ends with these.
 EXAMPLES = {
@@ -296,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         type=Path,
         help="the test set: every tune of an .abc file or directory, or the test split of a "
-        "corpus directory (musicseq data) (default: the test split of the model's training data)",
+        "corpus directory (musicseq data) (default: the test split of the model's training data; "
+        "the default corpus, data/abc, is built when missing)",
     )
     add_config_options(
         p,

@@ -190,8 +190,8 @@ def evaluate_model(
     from pathlib import Path
 
     from musicseq import fileio
-    from musicseq.config import SampleConfig
-    from musicseq.corpus import evaluation_set, is_corpus_dir, load_split
+    from musicseq.config import DEFAULT_CORPUS, SampleConfig
+    from musicseq.corpus import ensure_default, evaluation_set, is_corpus_dir, load_split
     from musicseq.errors import UserError
     from musicseq.modeldir import ModelDir
     from musicseq.notation import form
@@ -207,7 +207,12 @@ def evaluate_model(
             "characters: evaluate it without --constrain"
         )
     given = data is not None  # a file the user passes is a test set of its own, all of it
-    data = data or loaded.data or "data/abc"
+    data = data or loaded.data or DEFAULT_CORPUS
+    if not given and Path(data) == Path(DEFAULT_CORPUS) and not is_corpus_dir(Path(data)):
+        # The default corpus (the shipped models' data) is built where it is missing, as
+        # `musicseq train` does: the same tunes and splits as `musicseq data` writes.
+        log(f"notice: no corpus at {data}; building the default corpus there")
+        ensure_default(data)
     if not Path(data).exists():
         raise UserError(f"evaluation data not found: {data}")
     test_texts, described = evaluation_set(data, whole=given)

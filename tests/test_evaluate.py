@@ -154,3 +154,42 @@ def test_a_file_given_is_the_test_set_all_of_it_and_a_corpus_its_test_split(
     assert report["test_set"] == f"the test split of {built}"
     assert report["held_out"]["tunes"] == manifest["splits"]["test"]["tunes"]
     assert report["training_reference"] == f"the training split of {built}"
+
+
+def test_the_default_corpus_is_built_where_it_is_missing(
+    tiny_model_dir, data_dir, tmp_path, monkeypatch
+):
+    # A model trained on the default corpus (as the shipped ones) evaluates in a fresh
+    # checkout, whose data/abc holds only its README: the corpus is built there first, as
+    # `musicseq train` does. A test set the user names is never built.
+    import shutil
+
+    import pytest
+
+    from musicseq import corpus
+    from musicseq.errors import UserError
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    meta = json.loads((model_dir / "musicseq.json").read_text())
+    (model_dir / "musicseq.json").write_text(json.dumps({**meta, "data": "data/abc"}))
+    work = tmp_path / "checkout"
+    (work / "data" / "abc").mkdir(parents=True)
+    (work / "data" / "abc" / "README.md").write_text("built by musicseq data\n")
+    monkeypatch.chdir(work)
+    built = []
+
+    def ensure_default(path):  # the default corpus's build, from the fixture tunes
+        built.append(str(path))
+        corpus.build_and_write(path, data_dir / "irish.abc")
+        return True
+
+    monkeypatch.setattr(corpus, "ensure_default", ensure_default)
+    logged = []
+    report = evaluate_model(model_dir, tmp_path / "eval", num=1, max_len=50, log=logged.append)
+    assert built == ["data/abc"] and (work / "data" / "abc" / "manifest.json").is_file()
+    assert "notice: no corpus at data/abc; building the default corpus there" in logged
+    assert report["test_set"] == "the test split of data/abc"
+    with pytest.raises(UserError, match="evaluation data not found: elsewhere"):
+        evaluate_model(model_dir, tmp_path / "eval2", data="elsewhere", num=1, log=logged.append)
+    assert built == ["data/abc"]
