@@ -25,8 +25,8 @@ TOKEN_KINDS = ("chars", "abc")  # musicseq.vocab.Vocab's kinds
 BARS_PER_PART = (8, 16)
 CADENCES = ("tonic", "none")
 AUDIO_FORMATS = ("wav", "flac", "ogg", "mp3")
-# TrainConfig fields that may change between a run and its resumption (the budget).
 DEFAULT_CORPUS = "data/abc"  # where `musicseq data` writes the default corpus
+# TrainConfig fields that may change between a run and its resumption (the budget).
 BUDGET_FIELDS = ("steps", "epochs", "minutes")
 
 
