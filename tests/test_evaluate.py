@@ -1,7 +1,9 @@
 import json
+import shutil
 
 import keras
 import numpy as np
+import pytest
 
 from musicseq.config import ModelConfig, SampleConfig
 from musicseq.evaluate import (
@@ -162,10 +164,6 @@ def test_the_default_corpus_is_built_where_it_is_missing(
     # A model trained on the default corpus (as the shipped ones) evaluates in a fresh
     # checkout, whose data/abc holds only its README: the corpus is built there first, as
     # `musicseq train` does. A test set the user names is never built.
-    import shutil
-
-    import pytest
-
     from musicseq import corpus
     from musicseq.errors import UserError
 
