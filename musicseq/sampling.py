@@ -641,7 +641,8 @@ class Sampler:
 
     def run(self, prime_ids, num, max_len, params, progress=None, shrink=True):
         """The loop in chunks of :data:`CHUNK` steps; ``progress(step, total, tunes_done, num,
-        characters)`` is called after each (characters sampled so far, prime excluded).
+        characters)`` is called after each (characters sampled so far, prime excluded), and
+        ``progress.stage(text)``, where it has one, before the loop is traced.
         Returns the sampled ids ``(num, <= max_len)`` as numpy.
 
         Between chunks the streams that have ended leave the batch once they are a quarter
@@ -657,6 +658,9 @@ class Sampler:
         # One stream is traced on its own (the Transformer then keeps its cache in one block:
         # models.transformer.cache_blocks); any other number shares one trace.
         num_t = 1 if num == 1 else tf.constant(num, tf.int32)
+        stage = getattr(progress, "stage", None)
+        if stage is not None:  # what the wait before the first chunk is (Progress.stage)
+            stage("building the decoding graph (once per process), then the first steps")
         self._trace_for_any_size(num_t, params)
         total = len(prime_ids) - 1 + max_len
         carry = self._start_compiled(prime, num_t, params)

@@ -1,5 +1,4 @@
 import json
-import re
 import shutil
 
 import pytest
@@ -139,20 +138,43 @@ def test_progress_line_says_tunes_done_rate_and_time_left():
 
     from musicseq.progress import Progress
 
+    now = [0.0]
     stream = io.StringIO()
-    progress = Progress("generating", stream=stream, every=0.0, after=0.0)
+    progress = Progress("generating", stream=stream, every=0.0, after=0.0, clock=lambda: now[0])
+    progress.stage("building the decoding graph")  # not a terminal: no line
+    now[0] = 30.0  # the first chunk: building the graph and 64 steps
     progress(64, 400, 1, 4, 1234)
-    progress(128, 400, 4, 4, 2000)
+    now[0] = 32.0  # 64 more steps in 2 s
+    progress(128, 400, 2, 4, 1834)
+    now[0] = 36.0
+    progress(256, 400, 4, 4, 2000)
     progress.finish()
     lines = stream.getvalue().splitlines()
-    assert len(lines) == 3
-    assert re.match(
-        r"generating: 1/4 tunes done, 1,234 characters, [\d,]+ characters/s, .* left", lines[0]
+    assert len(lines) == 4
+    assert lines[0] == (
+        "generating: 1/4 tunes done, 1,234 characters, 30 s elapsed (first steps), "
+        "rate and time left from the next report"
     )
-    assert (
-        lines[-1].startswith("generating: 4/4 tunes done, 2,000 characters")
-        and "0 s left" in lines[-1]
+    # Rate and time left from the chunks after the first: 600 characters in 2 s, and 272
+    # steps left at 2 s per 64 steps, 8.5 s (over the whole 32 s: 57 characters/s, 68 s left).
+    assert lines[1] == (
+        "generating: 2/4 tunes done, 1,834 characters, 300 characters/s, 32 s elapsed, "
+        "at most 8 s left"
     )
+    assert lines[-1].startswith("generating: 4/4 tunes done, 2,000 characters, ")
+    assert "0 s left" in lines[-1] and "36 s elapsed" in lines[-1]
+
+    # On a terminal the stage is shown in place, and wiped if the run ends too soon to report.
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    short = Progress(stream=terminal)
+    short.stage("building the decoding graph")
+    short(64, 400, 4, 4, 10)
+    short.finish()
+    assert terminal.getvalue() == "\rgenerating: building the decoding graph\x1b[K\r\x1b[K"
     quiet = io.StringIO()
     short = Progress(stream=quiet)  # a run shorter than 2 s prints nothing
     short(64, 400, 0, 4, 10)
