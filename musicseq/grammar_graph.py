@@ -850,6 +850,11 @@ class GraphGrammar(tf.Module):
         after_paren = _eq(last, ord("("))
         tuplet_can_start = tf.reduce_any(allowed & digits, -1, keepdims=True)
         plain = plain & ~(col("(") & (pslur > 0) & ~(after_paren & tuplet_can_start))
+        # A slur closes in its bar: no bar token ('|', ':', and after '[' an ending or '[|]'),
+        # line break or end while one is open.
+        breaks = col("|") | col(":") | col("\n") | _eq(tf.range(self.n_vocab), EOT)
+        breaks = breaks | ((digits | col("|")) & _eq(last, ord("[")))
+        plain = plain & ~(breaks & (pslur > 0))
         plain = _where(after_paren & (pslur >= 2), plain & digits, plain)
         heads = cls("note_heads")
         no_heads = ~tf.reduce_any(plain & heads, -1, keepdims=True)
@@ -1343,6 +1348,7 @@ class GraphGrammar(tf.Module):
         for c in "12":
             if self.bs_ending[c]:
                 live = live | tok[..., _TOK["[" + c]]
+        live = live & (s[PSLUR] <= 0)  # no bar token while a slur is open (plain style)
         if self.f_rbracket and self.bs_notes:
             live = live | (_eq(u2[CLOSING], 0) & pre["fits_f"])
         column = np.zeros(self.n_vocab, bool)

@@ -496,3 +496,12 @@ def test_plain_style_for_generation():
     assert plain_style(every, head + "((") == {"2", "4"}
     assert ")" in plain_style(every, head + "((3AB")  # the slur stays open
     assert "(" not in plain_style(every, head + "((3A")  # one slur at a time
+    # A slur closes in its bar: while one is open no bar token, line break or end (abcm2ps
+    # draws a slur left open over the rest of its line, to nothing).
+    slurred = plain_style(every | {END}, head + "G(AB")
+    assert ")" in slurred and not slurred & {"|", ":", "\n", END}
+    assert {"|", ":", "\n", END} <= plain_style(every | {END}, head + "G(AB)")
+    in_bracket = plain_style(every, head + "G(AB[")  # a chord, not [1 [2 [|]
+    assert "A" in in_bracket and not in_bracket & set("|24")
+    assert {"|", "2"} <= plain_style(every, head + "G(AB)[")
+    assert "|" in plain_style(every, head + "(3GAB")  # a tuplet is no slur

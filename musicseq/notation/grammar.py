@@ -1649,12 +1649,14 @@ __all__ = [
 # generating is a plainer subset of it: no annotations or chord symbols, no "!...!"
 # decorations, no decoration letters but the roll (~) and staccato (.), no inline or body
 # fields, no line continuations, tabs or back-quotes, single spaces only, one slur at a time
-# (a slurred tuplet '((3' is fine; '((' before a note, a slur opened twice, is not).
-# Models trained on
-# the corpus otherwise spend their characters on column alignment and annotations.
+# (a slurred tuplet '((3' is fine; '((' before a note, a slur opened twice, is not), and a
+# slur closes in its bar, as 99.2% of the corpus's do (one left open past a line break or
+# the part's end is drawn by abcm2ps to the end of its line, over nothing). Models trained
+# on the corpus otherwise spend their characters on column alignment and annotations.
 _NOTE_HEADS = frozenset("^_=ABCDEFGabcdefg")
 _BEFORE_A_NOTE = frozenset(".~({")  # decorations, slur or tuplet openings, grace notes
 _DIGITS = frozenset("0123456789")
+_SLUR_BREAKS = frozenset("|:\n")  # bar tokens begin with | or : (and [1 [2 [|], after [)
 _PLAIN_BANNED = frozenset('"!\\\t`') | frozenset("HIJKLMNOPQRSTUVWhijklmnopqrstuvwy")
 
 
@@ -1674,8 +1676,15 @@ def plain_style(allowed: set[str], text: str) -> set[str]:
     open_slurs = slurs - music.count(")")  # a '(' just written counts until a digit follows
     if open_slurs <= 0:
         plain.discard(")")  # no slur open
-    elif last != "(" or not allowed & _DIGITS:
-        plain.discard("(")  # one slur at a time; '((' only when a tuplet can start: '((3'
+    else:
+        if last != "(" or not allowed & _DIGITS:
+            plain.discard("(")  # one slur at a time; '((' only when a tuplet can start: '((3'
+        # A slur closes in its bar (as 99% of the corpus's do): no bar line, line break or
+        # end while one is open. One left open runs on to the end of its line in the score.
+        plain -= _SLUR_BREAKS
+        plain.discard(END)
+        if last == "[":
+            plain -= _DIGITS | {"|"}  # '[1' '[2' '[|]': endings and bar lines, not chords
     if last == "(" and open_slurs >= 2:
         plain &= _DIGITS  # a '(' while a slur is open opens a tuplet
     if not plain & _NOTE_HEADS:  # the bar is full: nothing that must be followed by a note
