@@ -1656,7 +1656,8 @@ __all__ = [
 _NOTE_HEADS = frozenset("^_=ABCDEFGabcdefg")
 _BEFORE_A_NOTE = frozenset(".~({")  # decorations, slur or tuplet openings, grace notes
 _DIGITS = frozenset("0123456789")
-_SLUR_BREAKS = frozenset("|:\n")  # bar tokens begin with | or : (and [1 [2 [|], after [)
+# No bar token (they begin with | or :; [1 [2 [|] after [), line break or end in a slur.
+_SLUR_BREAKS = frozenset({"|", ":", "\n", END})
 _PLAIN_BANNED = frozenset('"!\\\t`') | frozenset("HIJKLMNOPQRSTUVWhijklmnopqrstuvwy")
 
 
@@ -1679,10 +1680,7 @@ def plain_style(allowed: set[str], text: str) -> set[str]:
     else:
         if last != "(" or not allowed & _DIGITS:
             plain.discard("(")  # one slur at a time; '((' only when a tuplet can start: '((3'
-        # A slur closes in its bar (as 99% of the corpus's do): no bar line, line break or
-        # end while one is open. One left open runs on to the end of its line in the score.
-        plain -= _SLUR_BREAKS
-        plain.discard(END)
+        plain -= _SLUR_BREAKS  # a slur closes in its bar (see above)
         if last == "[":
             plain -= _DIGITS | {"|"}  # '[1' '[2' '[|]': endings and bar lines, not chords
     if last == "(" and open_slurs >= 2:
